@@ -1,0 +1,64 @@
+"""LTI 1.3 media tool: the application factory."""
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import admin, audit, cli, health, launch, security
+from .config import from_env
+from .errors import register_error_handlers
+from .extensions import cache, csrf, db, login_manager, migrate
+from .services.users import load_user
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; `config` overrides settings (tests use it).
+
+    INSTANCE_PATH (absolute) moves the instance folder: database, secret key, media, cache.
+    """
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("INSTANCE_PATH") or None,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.from_mapping(from_env(app.instance_path))
+    if config:
+        app.config.from_mapping(config)
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    security.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(Path(app.root_path).parent / "migrations"), render_as_batch=True
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    cache.init_app(app)
+    login_manager.user_loader(load_user)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(health.bp)
+    app.register_blueprint(launch.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(audit.bp)
+    csrf.exempt(launch.bp)

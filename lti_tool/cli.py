@@ -1,0 +1,225 @@
+"""Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure."""
+
+import secrets
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.exc import IntegrityError
+
+from .errors import ValidationError
+from .extensions import db
+from .services import keys, platforms, users
+
+
+class BadInput(click.BadParameter):
+    """A bad value: one line on stderr and exit code 2, without click's usage banner."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True, file=file)
+
+
+class UrlType(click.ParamType):
+    """An absolute https URL; http only on loopback hosts."""
+
+    name = "url"
+
+    def convert(self, value, param, ctx):
+        try:
+            return platforms.check_url(value)
+        except ValueError as e:
+            raise BadInput(str(e), ctx=ctx, param=param) from None
+
+
+URL = UrlType()
+
+
+def _bad(error: ValidationError, options: dict[str, str]) -> BadInput:
+    return BadInput(error.message, param_hint=f"'{options.get(error.field, error.field)}'")
+
+
+def _commit_or_fail(message: str) -> None:
+    """Commit; a unique rule broken by a concurrent writer becomes a usage error."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise BadInput(message) from None
+
+
+def _table(rows: list[tuple], headers: tuple[str, ...]) -> str:
+    cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option(
+    "--password",
+    envvar="ADMIN_PASSWORD",
+    help="The password (or set ADMIN_PASSWORD); asked for when neither is given.",
+)
+@click.option(
+    "--if-missing", is_flag=True, help="Leave an existing user alone and exit successfully."
+)
+@click.option(
+    "--generate-password",
+    is_flag=True,
+    help="Make up a password and print it once, instead of asking for one.",
+)
+@with_appcontext
+def create_admin_command(
+    username: str, password: str | None, if_missing: bool, generate_password: bool
+) -> None:
+    """Create a local admin account USERNAME."""
+    if if_missing and users.get_user_by_username(username) is not None:
+        click.echo(f"User {username!r} already exists; left unchanged.")
+        return
+    generated = not password and generate_password
+    if generated:
+        password = secrets.token_urlsafe(12)
+    elif not password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        users.create_admin(username, password)
+    except ValidationError as e:
+        raise _bad(e, {"username": "USERNAME", "password": "--password"}) from None
+    _commit_or_fail(f"a user named {username!r} already exists")
+    click.echo(f"Created admin {username!r}.")
+    if generated:
+        click.echo(f"Generated password (shown once, write it down): {password}")
+
+
+platform_cli = AppGroup("platform", help="Register LMS platforms (issuer + client ID).")
+
+PLATFORM_OPTIONS = {
+    "name": "--name",
+    "platform_id": "--issuer",
+    "client_id": "--client-id",
+    "auth_login_url": "--auth-login-url",
+    "auth_token_url": "--auth-token-url",
+    "key_set_url": "--key-set-url",
+    "auth_audience": "--auth-audience",
+    "deployment_ids": "--deployment-id",
+}
+
+
+@platform_cli.command("add")
+@click.option("--name", required=True, help='Display name, e.g. "Moodle Production".')
+@click.option("--issuer", required=True, type=URL, help="Platform ID (iss), e.g. Moodle's URL.")
+@click.option("--client-id", required=True, help="Client ID the platform gave this tool.")
+@click.option("--auth-login-url", required=True, type=URL, help="Authentication request URL.")
+@click.option("--auth-token-url", required=True, type=URL, help="Access token URL.")
+@click.option("--key-set-url", required=True, type=URL, help="Public keyset URL.")
+@click.option("--auth-audience", type=URL, help="Token audience, if not the token URL.")
+@click.option(
+    "--deployment-id", "deployment_ids", multiple=True, help="Allowed deployment ID (repeatable)."
+)
+@click.option("--no-nrps", is_flag=True, help="Do not sync rosters through NRPS.")
+@click.option("--no-deep-linking", is_flag=True, help="Refuse deep-linking requests.")
+def platform_add(no_nrps: bool, no_deep_linking: bool, issuer: str, **options) -> None:
+    """Register a platform and print its id."""
+    data = options | {
+        "platform_id": issuer,
+        "enable_nrps": not no_nrps,
+        "enable_deep_linking": not no_deep_linking,
+    }
+    try:
+        platform = platforms.create_platform(data)
+    except ValidationError as e:
+        raise _bad(e, PLATFORM_OPTIONS) from None
+    _commit_or_fail("a platform with this name or issuer and client ID already exists")
+    if not platform.deployment_ids:
+        click.echo(
+            "Warning: no deployment ID given; every launch is refused until one is added.",
+            err=True,
+        )
+    click.echo(platform.id)
+
+
+@platform_cli.command("list")
+def platform_list() -> None:
+    """List the registered platforms."""
+    rows = [
+        (
+            p.id,
+            p.name,
+            p.platform_id,
+            p.client_id,
+            ",".join(p.deployment_ids) or "-",
+            "yes" if p.active else "no",
+        )
+        for p in platforms.list_platforms()
+    ]
+    if not rows:
+        click.echo("No platforms registered. Add one with 'flask platform add'.")
+        return
+    click.echo(_table(rows, ("ID", "NAME", "ISSUER", "CLIENT ID", "DEPLOYMENTS", "ACTIVE")))
+
+
+@platform_cli.command("remove")
+@click.argument("name")
+def platform_remove(name: str) -> None:
+    """Delete platform NAME with its resource links, user and role mappings and launch logs."""
+    try:
+        platform = platforms.get_platform_by_name(name)
+    except ValidationError as e:
+        raise _bad(e, {"name": "NAME"}) from None
+    removed = platforms.remove_platform(platform)
+    db.session.commit()
+    details = ", ".join(f"{count} {label}" for label, count in removed.items())
+    click.echo(f"Removed platform {name!r} with {details}.")
+
+
+keys_cli = AppGroup("keys", help="The tool's signing keys, published at /lti/jwks.")
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List the tool's keys: current, published (previous) and retired."""
+    rows = [
+        (k.kid, k.status, f"{k.created_at:%Y-%m-%d %H:%M}",
+         f"{k.retired_at:%Y-%m-%d %H:%M}" if k.retired_at else "-")
+        for k in keys.list_keys()
+    ]
+    if not rows:
+        click.echo("No tool keys yet. Create one with 'flask keys ensure' or 'flask keys rotate'.")
+        return
+    click.echo(_table(rows, ("KID", "STATUS", "CREATED", "RETIRED")))
+
+
+@keys_cli.command("ensure")
+def keys_ensure() -> None:
+    """Create the first key if the tool has none; print the current kid."""
+    key = keys.ensure_current_key()
+    db.session.commit()
+    click.echo(key.kid)
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Make a new current key; the previous one stays published until retired. Prints the kid."""
+    key = keys.rotate_key()
+    _commit_or_fail("another rotation ran at the same time; run 'flask keys list' and retry")
+    click.echo(key.kid)
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Stop publishing key KID and destroy its private half."""
+    try:
+        keys.retire_key(kid)
+    except ValidationError as e:
+        raise _bad(e, {"kid": "KID"}) from None
+    db.session.commit()
+    click.echo(f"Retired {kid}.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(platform_cli)
+    app.cli.add_command(keys_cli)

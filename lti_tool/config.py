@@ -1,0 +1,94 @@
+"""Settings read once from the environment, with defaults placed in the instance folder."""
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class ConfigError(RuntimeError):
+    """A setting in the environment has a value the tool cannot use."""
+
+
+def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables.
+
+    Defaults that depend on the instance folder (the SQLite file, the media root, the generated
+    secret key, the file cache) are computed here from `instance_path`, never at import time.
+    """
+    env = os.environ if environ is None else environ
+    instance = Path(instance_path)
+    redis_url = env.get("REDIS_URL") or None
+
+    config: dict[str, Any] = {
+        "SECRET_KEY": env.get("SECRET_KEY") or _instance_secret_key(instance),
+        "SQLALCHEMY_DATABASE_URI": database_url(
+            env.get("DATABASE_URL") or f"sqlite:///{instance / 'lti_tool.sqlite3'}"
+        ),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "SESSION_COOKIE_NAME": "lti_tool_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_HOURS", 8)),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+    }
+    # Launch state, nonces and launch data must be seen by every worker process:
+    # Redis in production, otherwise a file cache in the instance folder (one host only).
+    if redis_url:
+        config |= {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url}
+    else:
+        config |= {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(instance / "cache")}
+    config["CACHE_DEFAULT_TIMEOUT"] = 300
+    config["CACHE_KEY_PREFIX"] = env.get("CACHE_KEY_PREFIX", "lti_tool:")
+    return config
+
+
+def database_url(url: str) -> str:
+    """Use the psycopg 3 driver for PostgreSQL URLs given without a driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def _int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """Read the secret key kept in the instance folder, creating it (mode 0600) on first run.
+
+    The key is written to a temporary file and linked into place, so workers starting at the
+    same moment never read a half-written file and all end up with the same key.
+    """
+    path = instance / SECRET_KEY_FILE
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        tmp = instance / f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty: delete it to generate a new key, or set SECRET_KEY")
+    return key

@@ -1,0 +1,44 @@
+"""Domain exceptions and the HTML error pages."""
+
+import logging
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+class ValidationError(Exception):
+    """Input a service refuses; `field` names the form field or CLI option at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class LaunchError(Exception):
+    """An LTI launch that cannot go on; `category` is one of the launch doctor's categories."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+class KeyUnavailableError(RuntimeError):
+    """The tool's private key cannot be used (for example SECRET_KEY changed since it was made)."""
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _http_error(error: HTTPException):
+    return render_template("errors/error.html", error=error), error.code
+
+
+def _unexpected_error(error: Exception):
+    log.exception("Unhandled error")
+    return _http_error(InternalServerError())

@@ -1,0 +1,577 @@
+"""Every model of the tool: the LTI registrations and logs, and the media domain they point at."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GlobalRole(enum.StrEnum):
+    """Site-wide role of a user; each includes the rights of the ones before it."""
+
+    USER = "user"
+    ADVANCED_USER = "advancedUser"
+    EDITOR = "editor"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(GlobalRole).index(self)
+
+
+class GroupRole(enum.StrEnum):
+    """Role in an RBAC group: member views, contributor also adds and edits, manager controls."""
+
+    MEMBER = "member"
+    CONTRIBUTOR = "contributor"
+    MANAGER = "manager"
+
+    @property
+    def rank(self) -> int:
+        return list(GroupRole).index(self)
+
+
+class LaunchType(enum.StrEnum):
+    RESOURCE_LINK = "resource_link"
+    DEEP_LINKING = "deep_linking"
+
+
+class Visibility(enum.StrEnum):
+    """Who may see a media item besides its owner and admins."""
+
+    PUBLIC = "public"
+    MEMBERS = "members"
+    PRIVATE = "private"
+
+
+def _enum(enum_class: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as VARCHAR plus a CHECK constraint holding the values (not the Python names),
+    # so adding a value later is a plain migration on SQLite and PostgreSQL alike.
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+# BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+
+class User(UserMixin, db.Model):
+    """A person known to the tool: a local account (password) or one provisioned by LTI launches."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    password_hash: Mapped[str | None] = mapped_column(
+        String(255), comment="werkzeug hash; empty for users who only arrive by LTI launch"
+    )
+    global_role: Mapped[GlobalRole] = mapped_column(
+        _enum(GlobalRole, "global_role"),
+        default=GlobalRole.USER,
+        server_default=GlobalRole.USER.value,
+    )
+    active: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), comment="inactive users cannot sign in"
+    )
+    joined: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    memberships: Mapped[list[RBACMembership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def has_global_role(self, role: GlobalRole) -> bool:
+        return self.global_role.rank >= role.rank
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username!r} {self.global_role}>"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+rbac_group_category = db.Table(
+    "rbac_group_category",
+    db.Column(
+        "rbac_group_id", ForeignKey("rbac_group.id", ondelete="CASCADE"), primary_key=True
+    ),
+    db.Column("category_id", ForeignKey("category.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "category_id"),
+)
+
+
+class Category(db.Model):
+    """A space of media: a course (mapped from an LTI context) or a topic."""
+
+    __tablename__ = "category"
+    __table_args__ = (UniqueConstraint("platform_id", "lti_context_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(255), comment="not unique: courses share names")
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    is_lms_course: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), comment="created for an LTI context"
+    )
+    platform_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_platform.id", ondelete="SET NULL"),
+        comment="platform of the LTI context this category mirrors",
+    )
+    lti_context_id: Mapped[str | None] = mapped_column(
+        String(255), comment="context id (course) on that platform"
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    groups: Mapped[list[RBACGroup]] = relationship(
+        secondary=rbac_group_category, back_populates="categories", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Category {self.id} {self.title!r}>"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class RBACGroup(db.Model):
+    """A group whose members get access to its categories, by their group role."""
+
+    __tablename__ = "rbac_group"
+    __table_args__ = (UniqueConstraint("platform_id", "lti_context_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    platform_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_platform.id", ondelete="SET NULL"),
+        comment="platform of the LTI context whose roster this group mirrors",
+    )
+    lti_context_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    categories: Mapped[list[Category]] = relationship(
+        secondary=rbac_group_category, back_populates="groups", passive_deletes=True
+    )
+    memberships: Mapped[list[RBACMembership]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<RBACGroup {self.id} {self.name!r}>"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RBACMembership(db.Model):
+    """One user's role in one group."""
+
+    __tablename__ = "rbac_membership"
+    __table_args__ = (UniqueConstraint("rbac_group_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rbac_group_id: Mapped[int] = mapped_column(ForeignKey("rbac_group.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[GroupRole] = mapped_column(
+        _enum(GroupRole, "group_role"),
+        default=GroupRole.MEMBER,
+        server_default=GroupRole.MEMBER.value,
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    group: Mapped[RBACGroup] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+    def __repr__(self) -> str:
+        return f"<RBACMembership group={self.rbac_group_id} user={self.user_id} {self.role}>"
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group} as {self.role}"
+
+
+class Media(db.Model):
+    """An uploaded file (video, audio, image, PDF) with its description and visibility."""
+
+    __tablename__ = "media"
+    __table_args__ = (Index(None, "category_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    file_path: Mapped[str] = mapped_column(
+        String(255), unique=True, comment="generated name relative to MEDIA_ROOT"
+    )
+    original_filename: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="display only, never a path"
+    )
+    mime_type: Mapped[str] = mapped_column(String(127), comment="sniffed from the content")
+    size: Mapped[int] = mapped_column(BigInteger, comment="bytes")
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"), index=True
+    )
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("category.id", ondelete="SET NULL")
+    )
+    visibility: Mapped[Visibility] = mapped_column(
+        _enum(Visibility, "visibility"),
+        default=Visibility.MEMBERS,
+        server_default=Visibility.MEMBERS.value,
+        comment="public: anyone signed in; members: the category's group; private: owner",
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+    category: Mapped[Category | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Media {self.id} {self.title!r} {self.mime_type}>"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LTIPlatform(db.Model):
+    """One registration of an LMS (issuer + client ID) with this tool."""
+
+    __tablename__ = "lti_platform"
+    __table_args__ = (UniqueConstraint("platform_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(
+        String(255), unique=True, comment='Display name, e.g. "Moodle Production"'
+    )
+    platform_id: Mapped[str] = mapped_column(
+        String(255), comment="Issuer (iss): exactly the platform's iss claim; Moodle: its wwwroot"
+    )
+    client_id: Mapped[str] = mapped_column(
+        String(255), comment="Client ID the platform gave this tool (the aud of its id_tokens)"
+    )
+    auth_login_url: Mapped[str] = mapped_column(
+        String(1024), comment="Platform OIDC authentication URL (Moodle: /mod/lti/auth.php)"
+    )
+    auth_token_url: Mapped[str] = mapped_column(
+        String(1024), comment="Platform OAuth2 access token URL (Moodle: /mod/lti/token.php)"
+    )
+    auth_audience: Mapped[str | None] = mapped_column(
+        String(1024), comment="aud of our client assertions; empty means the token URL"
+    )
+    key_set_url: Mapped[str] = mapped_column(
+        String(1024), comment="Platform public keyset (JWKS) URL (Moodle: /mod/lti/certs.php)"
+    )
+    key_set: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="Cached copy of the platform's JWKS"
+    )
+    key_set_updated: Mapped[datetime | None] = mapped_column(
+        Timestamp, comment="When key_set was last fetched"
+    )
+    deployment_ids: Mapped[list[str]] = mapped_column(
+        JSON,
+        default=list,
+        comment="Deployment IDs allowed for this registration; empty refuses every launch",
+    )
+    enable_nrps: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), comment="Sync course rosters through NRPS"
+    )
+    enable_deep_linking: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), comment="Accept deep-linking requests"
+    )
+    auto_create_categories: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="Create a category and group on the first launch from a course",
+    )
+    auto_create_users: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="Create local users on first launch; off: only mapped users get in",
+    )
+    auto_sync_roles: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="Apply role changes from the LMS on every launch, not only the first",
+    )
+    remove_from_groups_on_unenroll: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="Let roster sync remove people who left the course",
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    active: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="Inactive platforms are refused at login and launch",
+    )
+
+    resource_links: Mapped[list[LTIResourceLink]] = relationship(
+        back_populates="platform", cascade="all, delete-orphan", passive_deletes=True
+    )
+    user_mappings: Mapped[list[LTIUserMapping]] = relationship(
+        back_populates="platform", cascade="all, delete-orphan", passive_deletes=True
+    )
+    role_mappings: Mapped[list[LTIRoleMapping]] = relationship(
+        back_populates="platform", cascade="all, delete-orphan", passive_deletes=True
+    )
+    launch_logs: WriteOnlyMapped[LTILaunchLog] = relationship(
+        back_populates="platform",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by=lambda: LTILaunchLog.created_at.desc(),
+    )
+
+    def get_lti_config(self) -> dict[str, Any]:
+        """This registration in the shape of one issuer entry of PyLTI1p3's ToolConfDict."""
+        return {
+            "default": True,
+            "client_id": self.client_id,
+            "auth_login_url": self.auth_login_url,
+            "auth_token_url": self.auth_token_url,
+            "auth_audience": self.auth_audience or None,
+            "key_set_url": self.key_set_url,
+            "key_set": self.key_set,
+            "deployment_ids": list(self.deployment_ids or []),
+        }
+
+    def __repr__(self) -> str:
+        return f"<LTIPlatform {self.id} {self.name!r} iss={self.platform_id!r}>"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.platform_id})"
+
+
+class LTIResourceLink(db.Model):
+    """One placement of the tool in a course of a platform."""
+
+    __tablename__ = "lti_resource_link"
+    __table_args__ = (
+        UniqueConstraint("platform_id", "context_id", "resource_link_id"),
+        Index(None, "platform_id", "context_id"),
+        Index(None, "context_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platform.id", ondelete="CASCADE"))
+    context_id: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="LTI context (course) id; empty: none"
+    )
+    context_title: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    context_label: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    resource_link_id: Mapped[str] = mapped_column(String(255), comment="LTI resource link id")
+    resource_link_title: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("category.id", ondelete="SET NULL"), comment="the course's media category"
+    )
+    media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL"), comment="the media item this link opens"
+    )
+    rbac_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rbac_group.id", ondelete="SET NULL"), comment="the course's access group"
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_launch: Mapped[datetime | None] = mapped_column(Timestamp)
+    launch_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    platform: Mapped[LTIPlatform] = relationship(back_populates="resource_links")
+    category: Mapped[Category | None] = relationship()
+    media: Mapped[Media | None] = relationship()
+    rbac_group: Mapped[RBACGroup | None] = relationship()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LTIResourceLink {self.id} platform={self.platform_id} "
+            f"context={self.context_id!r} link={self.resource_link_id!r}>"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.context_title} - {self.resource_link_title}"
+
+
+class LTIUserMapping(db.Model):
+    """Links a platform's user (the sub claim) to a local user."""
+
+    __tablename__ = "lti_user_mapping"
+    __table_args__ = (UniqueConstraint("platform_id", "lti_user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platform.id", ondelete="CASCADE"))
+    lti_user_id: Mapped[str] = mapped_column(
+        String(255), index=True, comment="the sub claim: the user's id on the platform"
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(
+        String(254), default="", server_default="", comment="last email the platform sent"
+    )
+    given_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    family_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_login: Mapped[datetime | None] = mapped_column(Timestamp, comment="last launch")
+
+    platform: Mapped[LTIPlatform] = relationship(back_populates="user_mappings")
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LTIUserMapping {self.id} platform={self.platform_id} "
+            f"sub={self.lti_user_id!r} user={self.user_id}>"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.lti_user_id} -> user {self.user_id}"
+
+
+class LTIRoleMapping(db.Model):
+    """Per-platform override of the default LTI role table; empty means the role adds nothing."""
+
+    __tablename__ = "lti_role_mapping"
+    __table_args__ = (UniqueConstraint("platform_id", "lti_role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platform.id", ondelete="CASCADE"))
+    lti_role: Mapped[str] = mapped_column(
+        String(255), comment="LTI role URI or short name (Instructor, Learner, ...)"
+    )
+    global_role: Mapped[GlobalRole | None] = mapped_column(_enum(GlobalRole, "global_role"))
+    group_role: Mapped[GroupRole | None] = mapped_column(_enum(GroupRole, "group_role"))
+
+    platform: Mapped[LTIPlatform] = relationship(back_populates="role_mappings")
+
+    def __repr__(self) -> str:
+        return f"<LTIRoleMapping {self.id} platform={self.platform_id} {self.lti_role!r}>"
+
+    def __str__(self) -> str:
+        return f"{self.lti_role} -> {self.global_role or '-'}/{self.group_role or '-'}"
+
+
+class LTILaunchLog(db.Model):
+    """One launch attempt, successful or not; list newest first."""
+
+    __tablename__ = "lti_launch_log"
+    __table_args__ = (Index(None, "platform_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platform.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"),
+        comment="empty when the launch failed before a user existed",
+    )
+    resource_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_resource_link.id", ondelete="SET NULL")
+    )
+    launch_type: Mapped[LaunchType] = mapped_column(
+        _enum(LaunchType, "launch_type"),
+        default=LaunchType.RESOURCE_LINK,
+        server_default=LaunchType.RESOURCE_LINK.value,
+    )
+    success: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    error_category: Mapped[str | None] = mapped_column(
+        String(64), comment="launch doctor category of a failure"
+    )
+    error_message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    claims: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="sanitized claims: no raw id_token, masked personal data"
+    )
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+    platform: Mapped[LTIPlatform] = relationship(back_populates="launch_logs")
+    user: Mapped[User | None] = relationship()
+    resource_link: Mapped[LTIResourceLink | None] = relationship()
+
+    def __repr__(self) -> str:
+        outcome = "ok" if self.success else f"failed:{self.error_category or '?'}"
+        return f"<LTILaunchLog {self.id} {self.launch_type} {outcome} at {self.created_at}>"
+
+    def __str__(self) -> str:
+        return f"{self.launch_type} by user {self.user_id or '-'} at {self.created_at}"
+
+
+# Newest-first listing of the audit log reads this index forwards.
+Index("ix_lti_launch_log_created_at_desc", LTILaunchLog.created_at.desc())
+
+
+class ToolKey(db.Model):
+    """An RSA key pair of the tool. The private half is encrypted and never leaves the server."""
+
+    __tablename__ = "tool_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True, comment="RFC 7638 thumbprint")
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_key: Mapped[bytes | None] = mapped_column(
+        LargeBinary, comment="PEM encrypted with a key derived from SECRET_KEY; wiped on retire"
+    )
+    current: Mapped[bool | None] = mapped_column(
+        Boolean,
+        unique=True,
+        comment="true for the one signing key, null otherwise (unique: at most one is current)",
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(
+        Timestamp, comment="no longer published or usable"
+    )
+
+    @property
+    def status(self) -> str:
+        if self.current:
+            return "current"
+        return "retired" if self.retired_at else "published"
+
+    def __repr__(self) -> str:
+        return f"<ToolKey {self.kid} {self.status}>"

@@ -1,0 +1,153 @@
+"""Registering LMS platforms: validation, creation, listing and removal."""
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import LTILaunchLog, LTIPlatform, LTIResourceLink, LTIRoleMapping, LTIUserMapping
+
+log = logging.getLogger(__name__)
+
+URL_FIELDS = ("platform_id", "auth_login_url", "auth_token_url", "key_set_url", "auth_audience")
+REQUIRED_FIELDS = ("name", "platform_id", "client_id", "auth_login_url", "auth_token_url",
+                   "key_set_url")
+SWITCHES = ("enable_nrps", "enable_deep_linking", "auto_create_categories", "auto_create_users",
+            "auto_sync_roles", "remove_from_groups_on_unenroll", "active")
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(value: str) -> str:
+    """Return `value` if it is an absolute https URL (http only on loopback), else raise ValueError.
+
+    A path is allowed (a Moodle site may live at https://lms.example.edu/moodle).
+    """
+    value = (value or "").strip()
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} contains spaces")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ValueError(f"{value!r} must use https (http is only accepted on loopback hosts)")
+    return value
+
+
+def clean_deployment_ids(values: Iterable[str]) -> list[str]:
+    """Strip, drop empties and duplicates, keep the order given."""
+    seen: dict[str, None] = {}
+    for value in values:
+        value = (value or "").strip()
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def _validated(data: Mapping[str, Any], platform: LTIPlatform | None) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for field in REQUIRED_FIELDS:
+        value = (data.get(field) or "").strip()
+        if not value:
+            raise ValidationError(field, "this value is required")
+        clean[field] = value
+    clean["auth_audience"] = (data.get("auth_audience") or "").strip() or None
+    for field in URL_FIELDS:
+        if clean[field] is not None:
+            try:
+                clean[field] = check_url(clean[field])
+            except ValueError as e:
+                raise ValidationError(field, str(e)) from None
+    issuer = urlsplit(clean["platform_id"])
+    if issuer.query or issuer.fragment:
+        raise ValidationError("platform_id", "an issuer has no query string or fragment")
+    clean["deployment_ids"] = clean_deployment_ids(data.get("deployment_ids") or [])
+    for field in SWITCHES:
+        if field in data and data[field] is not None:
+            clean[field] = bool(data[field])
+
+    others = select(LTIPlatform.id)
+    if platform is not None and platform.id is not None:
+        others = others.where(LTIPlatform.id != platform.id)
+    if db.session.scalar(others.where(LTIPlatform.name == clean["name"])):
+        raise ValidationError("name", f"a platform named {clean['name']!r} already exists")
+    if db.session.scalar(
+        others.where(
+            LTIPlatform.platform_id == clean["platform_id"],
+            LTIPlatform.client_id == clean["client_id"],
+        )
+    ):
+        raise ValidationError(
+            "client_id",
+            f"issuer {clean['platform_id']} already has a platform with client ID "
+            f"{clean['client_id']!r}",
+        )
+    return clean
+
+
+def create_platform(data: Mapping[str, Any]) -> LTIPlatform:
+    """Validate and add a platform registration; raises ValidationError naming the bad field."""
+    platform = LTIPlatform(**_validated(data, None))
+    db.session.add(platform)
+    db.session.flush()
+    log.info("Registered platform %r (issuer %s)", platform.name, platform.platform_id)
+    return platform
+
+
+def list_platforms() -> list[LTIPlatform]:
+    """Every platform, by name."""
+    return list(db.session.scalars(select(LTIPlatform).order_by(LTIPlatform.name, LTIPlatform.id)))
+
+
+def get_platform_by_name(name: str) -> LTIPlatform:
+    platform = db.session.scalar(select(LTIPlatform).where(LTIPlatform.name == name))
+    if platform is None:
+        raise ValidationError("name", f"no platform named {name!r}")
+    return platform
+
+
+def dependants(platform: LTIPlatform) -> dict[str, int]:
+    """How many rows are deleted together with this platform, by kind."""
+    counts = {}
+    for label, model in (
+        ("resource links", LTIResourceLink),
+        ("user mappings", LTIUserMapping),
+        ("role mappings", LTIRoleMapping),
+        ("launch logs", LTILaunchLog),
+    ):
+        counts[label] = db.session.scalar(
+            select(func.count()).select_from(model).where(model.platform_id == platform.id)
+        )
+    return counts
+
+
+def remove_platform(platform: LTIPlatform) -> dict[str, int]:
+    """Delete a platform; its links, user and role mappings and logs go with it (ON DELETE).
+
+    Returns what went with it, as `dependants` counts it.
+    """
+    counts = dependants(platform)
+    db.session.delete(platform)
+    db.session.flush()
+    log.info("Removed platform %r (issuer %s)", platform.name, platform.platform_id)
+    return counts

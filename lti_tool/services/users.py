@@ -1,0 +1,49 @@
+"""Local user accounts."""
+
+import logging
+import re
+
+from sqlalchemy import select
+
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import GlobalRole, User
+
+log = logging.getLogger(__name__)
+
+USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
+MIN_PASSWORD_LENGTH = 8
+
+
+def load_user(user_id: str) -> User | None:
+    """Flask-Login's user loader: the signed-in user, unless deactivated since."""
+    user = db.session.get(User, int(user_id))
+    return user if user is not None and user.active else None
+
+
+def get_user_by_username(username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username == username))
+
+
+def check_password_strength(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValidationError(
+            "password", f"the password needs at least {MIN_PASSWORD_LENGTH} characters"
+        )
+
+
+def create_admin(username: str, password: str) -> User:
+    """Add a local account with the admin global role."""
+    if not USERNAME_RE.match(username or ""):
+        raise ValidationError(
+            "username", "use 1 to 150 letters, digits and the characters . @ + - _"
+        )
+    if get_user_by_username(username) is not None:
+        raise ValidationError("username", f"a user named {username!r} already exists")
+    check_password_strength(password)
+    user = User(username=username, global_role=GlobalRole.ADMIN, active=True)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    log.info("Created admin account %r", username)
+    return user

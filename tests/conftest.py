@@ -1,0 +1,148 @@
+"""Shared fixtures: the app on a real database (SQLite, or TEST_DATABASE_URL), clients, builders."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_migrate import upgrade
+
+from lti_tool import create_app
+from lti_tool.config import database_url
+from lti_tool.extensions import db as _db
+from lti_tool.models import GlobalRole, LTIPlatform, User
+
+# Settings a developer's shell may hold that must not leak into the tests.
+ISOLATED_ENV = ("SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT", "TRUSTED_PROXIES", "INSTANCE_PATH")
+
+
+def pytest_report_header(config) -> list[str]:
+    return [
+        f"database: {os.environ.get('TEST_DATABASE_URL') or 'SQLite (temporary file)'}",
+        f"cache: {'Redis ' + os.environ['REDIS_URL'] if os.environ.get('REDIS_URL') else 'files'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory) -> str:
+    """The test database, emptied and migrated to the newest schema once per session.
+
+    With TEST_DATABASE_URL set an unreachable server fails the run: it is never skipped.
+    """
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    url = database_url(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError as e:
+        pytest.fail(f"TEST_DATABASE_URL is set but the database is unreachable: {e}")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def migrated(database_uri, tmp_path_factory) -> str:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INSTANCE_PATH", str(tmp_path_factory.mktemp("migrate-instance")))
+        app = create_app({"SQLALCHEMY_DATABASE_URI": database_uri})
+        with app.app_context():
+            upgrade()
+            _db.engine.dispose()
+    return database_uri
+
+
+@pytest.fixture
+def instance_path(tmp_path, monkeypatch) -> str:
+    for name in ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "instance"
+    monkeypatch.setenv("INSTANCE_PATH", str(path))
+    return str(path)
+
+
+@pytest.fixture
+def app(migrated, instance_path) -> Iterator[Flask]:
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated})
+    with app.app_context():
+        yield app
+        _db.session.remove()
+        _empty_tables()
+        _db.engine.dispose()
+
+
+def _empty_tables() -> None:
+    tables = [t for t in reversed(_db.metadata.sorted_tables)]
+    with _db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def make_platform(db):
+    """Builder: a committed platform; keyword arguments override the Moodle-like defaults."""
+    counter = iter(range(1, 10_000))
+
+    def make(**overrides) -> LTIPlatform:
+        n = next(counter)
+        site = overrides.pop("site", f"https://lms{n}.example.edu/moodle")
+        values = {
+            "name": f"Moodle {n}",
+            "platform_id": site,
+            "client_id": f"client-{n}",
+            "auth_login_url": f"{site}/mod/lti/auth.php",
+            "auth_token_url": f"{site}/mod/lti/token.php",
+            "key_set_url": f"{site}/mod/lti/certs.php",
+            "deployment_ids": ["1"],
+        } | overrides
+        platform = LTIPlatform(**values)
+        db.session.add(platform)
+        db.session.commit()
+        return platform
+
+    return make
+
+
+@pytest.fixture
+def make_user(db):
+    """Builder: a committed user; a password makes it a local account."""
+    counter = iter(range(1, 10_000))
+
+    def make(username: str | None = None, password: str | None = None, **overrides) -> User:
+        user = User(
+            username=username or f"user{next(counter)}",
+            global_role=overrides.pop("global_role", GlobalRole.USER),
+            **overrides,
+        )
+        if password:
+            user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
