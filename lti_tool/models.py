@@ -24,6 +24,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -86,9 +87,30 @@ def _enum(enum_class: type[enum.StrEnum], name: str) -> Enum:
     )
 
 
+class Timestamp(TypeDecorator):
+    """A timezone-aware UTC datetime on every database.
+
+    SQLite has no time zones: values are stored as naive UTC and read back as aware UTC, so code
+    never compares naive with aware datetimes. Naive values written by callers count as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-Timestamp = DateTime(timezone=True)
 
 
 class User(UserMixin, db.Model):
@@ -111,7 +133,7 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(
         Boolean, default=True, server_default=true(), comment="inactive users cannot sign in"
     )
-    joined: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    joined: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     memberships: Mapped[list[RBACMembership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -166,7 +188,7 @@ class Category(db.Model):
     lti_context_id: Mapped[str | None] = mapped_column(
         String(255), comment="context id (course) on that platform"
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     groups: Mapped[list[RBACGroup]] = relationship(
         secondary=rbac_group_category, back_populates="categories", passive_deletes=True
@@ -193,7 +215,7 @@ class RBACGroup(db.Model):
         comment="platform of the LTI context whose roster this group mirrors",
     )
     lti_context_id: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     categories: Mapped[list[Category]] = relationship(
         secondary=rbac_group_category, back_populates="groups", passive_deletes=True
@@ -225,7 +247,7 @@ class RBACMembership(db.Model):
         default=GroupRole.MEMBER,
         server_default=GroupRole.MEMBER.value,
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     group: Mapped[RBACGroup] = relationship(back_populates="memberships")
     user: Mapped[User] = relationship(back_populates="memberships")
@@ -266,8 +288,8 @@ class Media(db.Model):
         server_default=Visibility.MEMBERS.value,
         comment="public: anyone signed in; members: the category's group; private: owner",
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
 
     owner: Mapped[User | None] = relationship()
     category: Mapped[Category | None] = relationship()
@@ -311,7 +333,7 @@ class LTIPlatform(db.Model):
         JSON, comment="Cached copy of the platform's JWKS"
     )
     key_set_updated: Mapped[datetime | None] = mapped_column(
-        Timestamp, comment="When key_set was last fetched"
+        Timestamp(), comment="When key_set was last fetched"
     )
     deployment_ids: Mapped[list[str]] = mapped_column(
         JSON,
@@ -348,8 +370,8 @@ class LTIPlatform(db.Model):
         server_default=false(),
         comment="Let roster sync remove people who left the course",
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
     active: Mapped[bool] = mapped_column(
         Boolean,
         default=True,
@@ -421,8 +443,8 @@ class LTIResourceLink(db.Model):
     rbac_group_id: Mapped[int | None] = mapped_column(
         ForeignKey("rbac_group.id", ondelete="SET NULL"), comment="the course's access group"
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    last_launch: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    last_launch: Mapped[datetime | None] = mapped_column(Timestamp())
     launch_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     platform: Mapped[LTIPlatform] = relationship(back_populates="resource_links")
@@ -460,8 +482,8 @@ class LTIUserMapping(db.Model):
     given_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
     family_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
     name: Mapped[str] = mapped_column(String(255), default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    last_login: Mapped[datetime | None] = mapped_column(Timestamp, comment="last launch")
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    last_login: Mapped[datetime | None] = mapped_column(Timestamp(), comment="last launch")
 
     platform: Mapped[LTIPlatform] = relationship(back_populates="user_mappings")
     user: Mapped[User] = relationship()
@@ -528,7 +550,7 @@ class LTILaunchLog(db.Model):
         JSON, comment="sanitized claims: no raw id_token, masked personal data"
     )
     ip_address: Mapped[str | None] = mapped_column(String(45))
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, index=True)
 
     platform: Mapped[LTIPlatform] = relationship(back_populates="launch_logs")
     user: Mapped[User | None] = relationship()
@@ -562,9 +584,9 @@ class ToolKey(db.Model):
         unique=True,
         comment="true for the one signing key, null otherwise (unique: at most one is current)",
     )
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(
-        Timestamp, comment="no longer published or usable"
+        Timestamp(), comment="no longer published or usable"
     )
 
     @property
