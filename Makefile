@@ -29,7 +29,7 @@ run: $(VENV)/.installed
 	$(FLASK) db upgrade
 	$(FLASK) keys ensure
 	$(FLASK) create-admin $(ADMIN_USERNAME) --if-missing --generate-password
-	$(BIN)/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+	$(BIN)/gunicorn -c gunicorn.conf.py --workers $(WORKERS) --bind $(HOST):$(PORT) wsgi:app
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

@@ -1,0 +1,13 @@
+"""gunicorn settings for `make run` and production: `gunicorn -c gunicorn.conf.py wsgi:app`."""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+timeout = 60
+accesslog = "-"
+# Forwarded headers are trusted by the app (werkzeug ProxyFix, TRUSTED_PROXIES) and nowhere
+# else: gunicorn would otherwise take X-Forwarded-Proto from any client on 127.0.0.1.
+secure_scheme_headers: dict[str, str] = {}
+# No control socket: a second instance (tests, a second site) must not collide on its path.
+control_socket_disable = True
