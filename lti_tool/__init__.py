@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import admin, audit, cli, health, launch, security
+from . import admin, audit, cli, health, launch, media, security
 from .config import from_env
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
@@ -61,4 +61,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(launch.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(media.bp)
     csrf.exempt(launch.bp)

@@ -18,12 +18,21 @@ class ValidationError(Exception):
 
 
 class LaunchError(Exception):
-    """An LTI launch that cannot go on; `category` is one of the launch doctor's categories."""
+    """An LTI login or launch that cannot go on.
 
-    def __init__(self, category: str, message: str):
+    `category` is one of the launch doctor's categories (services/doctor.py); `details` feed its
+    fix text. What the launch had learned when it failed (the platform, the unverified claims,
+    the message type) is attached on the way out, for the failed-launch log entry.
+    """
+
+    def __init__(self, category: str, message: str, **details):
         super().__init__(message)
         self.category = category
         self.message = message
+        self.details = details
+        self.platform = None
+        self.claims: dict | None = None
+        self.deep_linking = False
 
 
 class KeyUnavailableError(RuntimeError):

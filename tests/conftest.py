@@ -146,3 +146,22 @@ def make_user(db):
         return user
 
     return make
+
+
+@pytest.fixture
+def lms(db):
+    """A registered test LMS whose JWKS is served over HTTP on loopback."""
+    from .lms import TestPlatform
+
+    platform = TestPlatform()
+    platform.register(db)
+    yield platform
+    platform.server.close()
+
+
+@pytest.fixture
+def browser(app) -> FlaskClient:
+    """A browser reaching the tool over https, as inside an LMS iframe."""
+    client = app.test_client()
+    client.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "tool.example.org"})
+    return client

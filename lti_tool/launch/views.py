@@ -1,11 +1,85 @@
-"""LTI endpoints: the tool's JWKS now; OIDC login and launch come with the launch work."""
+"""LTI endpoints: OIDC login, the launch (redirect URI of every message type), the tool's JWKS."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask_login import login_user
 
+from ..errors import LaunchError
 from ..extensions import db
-from ..services import keys
+from ..security import allow_framing_by
+from ..services import doctor, keys, launches, platforms
+from ..services.claims import LAUNCH_PRESENTATION, ROLES
+from ..services.roles import map_roles
+from ..services.tool_conf import lti_context
 
 bp = Blueprint("launch", __name__, url_prefix="/lti")
+
+LOGIN_PARAMS = ("iss", "login_hint", "target_link_uri", "lti_message_hint", "client_id",
+                "lti_deployment_id")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Third-party-initiated login: check cookies, then send the browser to the platform."""
+    values = request.values
+    try:
+        response = launches.start_login(
+            lti_context(),
+            {name: values.get(name) for name in LOGIN_PARAMS},
+            url_for(".launch", _external=True),
+        )
+    except LaunchError as error:
+        return _refuse(error)
+    allow_framing_by(*platforms.frame_origins())
+    return response
+
+
+@bp.post("/launch")
+def launch():
+    """Validate the id_token, provision, sign the user in afresh and send them on."""
+    try:
+        result = launches.run_launch(lti_context(), request.remote_addr)
+    except LaunchError as error:
+        return _refuse(error)
+    db.session.commit()
+    session.clear()
+    login_user(result.provisioned.user)
+    session["launch_id"] = result.launch_id
+    session["frame_origins"] = platforms.frame_origins(result.platform)
+    return redirect(_destination(result), 303)
+
+
+def _destination(result: launches.LaunchResult) -> str:
+    provisioned = result.provisioned
+    if result.deep_linking:
+        return url_for("media.picker", launch_id=result.launch_id)
+    if provisioned.media_id:
+        return url_for("media.media_detail", id=provisioned.media_id)
+    if provisioned.category:
+        return url_for("media.category", id=provisioned.category.id)
+    return url_for("media.my_media")
+
+
+def _refuse(error: LaunchError):
+    """The in-iframe error page, a failed-launch log entry, and no session left behind."""
+    reference = launches.log_failure(error, request.remote_addr)
+    session.clear()
+    diagnosis = doctor.diagnose(error.category)
+    claims = error.claims or {}
+    teacher = map_roles(claims.get(ROLES) if isinstance(claims.get(ROLES), list) else []).is_teacher
+    presentation = claims.get(LAUNCH_PRESENTATION)
+    return_url = presentation.get("return_url") if isinstance(presentation, dict) else None
+    allow_framing_by(*platforms.frame_origins(error.platform))
+    return render_template(
+        "launch/error.html",
+        diagnosis=diagnosis,
+        category=error.category,
+        reference=reference,
+        teacher=teacher,
+        fix=doctor.fix_for(
+            error.category, error.details, error.platform, url_for(".launch", _external=True)
+        ),
+        return_url=return_url if platforms.is_safe_return_url(return_url, error.platform) else None,
+    ), diagnosis.status
 
 
 @bp.get("/jwks")

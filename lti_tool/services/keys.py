@@ -24,6 +24,7 @@ KEY_SIZE = 2048
 # Decrypted private keys by kid and a digest of ciphertext and secret: decrypting once per
 # process keeps key handling off the launch's hot path; a retired key is no longer asked for.
 _pem_cache: dict[tuple[str, str], str] = {}
+_public_pem_cache: dict[str, str] = {}
 
 
 def _fernet() -> Fernet:
@@ -122,6 +123,15 @@ def public_jwks() -> dict:
         .order_by(ToolKey.current.is_(True).desc(), ToolKey.id.desc())
     )
     return {"keys": [key.public_jwk for key in keys]}
+
+
+def public_key_pem(key: ToolKey) -> str:
+    """The PEM of a key's public half (PyLTI1p3 derives the kid of its JWT headers from it)."""
+    pem = _public_pem_cache.get(key.kid)
+    if pem is None:
+        pem = JWK(**key.public_jwk).export_to_pem().decode()
+        _public_pem_cache[key.kid] = pem
+    return pem
 
 
 def private_key_pem(key: ToolKey) -> str:

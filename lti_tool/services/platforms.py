@@ -126,6 +126,35 @@ def get_platform_by_name(name: str) -> LTIPlatform:
     return platform
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def is_safe_return_url(url: str | None, platform: LTIPlatform | None) -> bool:
+    """A link back to the LMS is shown only if it is https (or loopback) on the platform's host."""
+    if not url or platform is None:
+        return False
+    try:
+        check_url(url)
+    except ValueError:
+        return False
+    return urlsplit(url).hostname == urlsplit(platform.platform_id).hostname
+
+
+def frame_origins(platform: LTIPlatform | None = None) -> list[str]:
+    """Origins allowed to frame the tool's LTI pages: the platform's, or every active one's."""
+    if platform is not None:
+        found = [platform]
+    else:
+        found = db.session.scalars(select(LTIPlatform).where(LTIPlatform.active.is_(True)))
+    origins: dict[str, None] = {}
+    for p in found:
+        for url in (p.platform_id, p.auth_login_url):
+            origins.setdefault(origin(url), None)
+    return list(origins)
+
+
 def dependants(platform: LTIPlatform) -> dict[str, int]:
     """How many rows are deleted together with this platform, by kind."""
     counts = {}

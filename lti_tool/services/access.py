@@ -1,0 +1,60 @@
+"""Who may see what: group roles on categories, media visibility, global roles."""
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import (
+    Category,
+    GlobalRole,
+    GroupRole,
+    Media,
+    RBACMembership,
+    User,
+    Visibility,
+    rbac_group_category,
+)
+
+
+def category_role(user: User, category: Category) -> GroupRole | None:
+    """The user's strongest group role over the groups that grant this category."""
+    roles = db.session.scalars(
+        select(RBACMembership.role)
+        .join(rbac_group_category,
+              rbac_group_category.c.rbac_group_id == RBACMembership.rbac_group_id)
+        .where(rbac_group_category.c.category_id == category.id,
+               RBACMembership.user_id == user.id)
+    ).all()
+    return max(roles, key=lambda r: r.rank, default=None)
+
+
+def can_view_category(user: User, category: Category) -> bool:
+    return user.has_global_role(GlobalRole.EDITOR) or category_role(user, category) is not None
+
+
+def can_view_media(user: User, media: Media) -> bool:
+    """Owner and editors always; public media anyone signed in; members media the category's
+    group; private media nobody else."""
+    if media.owner_id == user.id or user.has_global_role(GlobalRole.EDITOR):
+        return True
+    if media.visibility is Visibility.PUBLIC:
+        return True
+    if media.visibility is Visibility.MEMBERS and media.category is not None:
+        return category_role(user, media.category) is not None
+    return False
+
+
+def category_media(category: Category, limit: int = 200) -> list[Media]:
+    """A category's media, newest first (private items only appear on their owner's page)."""
+    return list(db.session.scalars(
+        select(Media)
+        .where(Media.category_id == category.id, Media.visibility != Visibility.PRIVATE)
+        .order_by(Media.created_at.desc(), Media.id.desc())
+        .limit(limit)
+    ))
+
+
+def own_media(user: User, limit: int = 200) -> list[Media]:
+    return list(db.session.scalars(
+        select(Media).where(Media.owner_id == user.id)
+        .order_by(Media.created_at.desc(), Media.id.desc()).limit(limit)
+    ))

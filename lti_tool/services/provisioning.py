@@ -1,0 +1,332 @@
+"""Provisioning on a successful launch: user and mapping, course category and group, resource link.
+
+Safe under concurrency without locks: every row that two first launches could both create is
+written with INSERT … ON CONFLICT DO NOTHING against its unique constraint, then read back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..errors import LaunchError
+from ..extensions import db
+from ..models import (
+    Category,
+    GroupRole,
+    LTIPlatform,
+    LTIResourceLink,
+    LTIRoleMapping,
+    LTIUserMapping,
+    Media,
+    RBACGroup,
+    RBACMembership,
+    User,
+    rbac_group_category,
+)
+from . import claims as c
+from .roles import MappedRoles, map_roles
+
+log = logging.getLogger(__name__)
+
+USERNAME_CHARS = re.compile(r"[^\w.@+-]+")
+
+
+@dataclass
+class Provisioned:
+    user: User
+    roles: MappedRoles
+    category: Category | None
+    group: RBACGroup | None
+    resource_link_id: int | None
+    media_id: int | None
+    user_created: bool
+
+
+def _insert(model_or_table):
+    """INSERT with ON CONFLICT support for the session's database."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model_or_table)
+
+
+def _str(value: Any, limit: int = 255) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned:
+    """Create or update everything a validated launch implies, in the caller's transaction."""
+    now = datetime.now(UTC)
+    mappings = db.session.scalars(
+        select(LTIRoleMapping).where(LTIRoleMapping.platform_id == platform.id)
+    ).all()
+    roles = map_roles(data.get(c.ROLES), mappings)
+    user, created = _user(platform, data, roles, now)
+    category, group = _course(platform, data.get(c.CONTEXT))
+    if group is not None:
+        _membership(platform, group, user, roles.group_role)
+    link_id = media_id = None
+    if data.get(c.MESSAGE_TYPE) == c.RESOURCE_LINK_REQUEST:
+        link_id, media_id = _resource_link(platform, data, category, group, now)
+    return Provisioned(user, roles, category, group, link_id, media_id, created)
+
+
+# Users
+
+
+def _user(
+    platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime
+) -> tuple[User, bool]:
+    sub = data["sub"]
+    cached = {
+        "email": _str(data.get("email"), 254),
+        "given_name": _str(data.get("given_name")),
+        "family_name": _str(data.get("family_name")),
+        "name": _str(data.get("name")),
+    }
+    row = db.session.execute(
+        select(LTIUserMapping, User)
+        .join(User, User.id == LTIUserMapping.user_id)
+        .where(LTIUserMapping.platform_id == platform.id, LTIUserMapping.lti_user_id == sub)
+    ).first()
+    if row is not None:
+        mapping, user = row
+        db.session.execute(
+            update(LTIUserMapping)
+            .where(LTIUserMapping.id == mapping.id)
+            .values(last_login=now, **cached)
+            .execution_options(synchronize_session=False)
+        )
+        changes = {}
+        if platform.auto_sync_roles and roles.global_role.rank > user.global_role.rank:
+            changes["global_role"] = roles.global_role
+        full_name = cached["name"] or " ".join(
+            n for n in (cached["given_name"], cached["family_name"]) if n
+        )
+        if cached["email"] and user.email != cached["email"]:
+            changes["email"] = cached["email"]
+        if full_name and user.name != full_name:
+            changes["name"] = full_name
+        for key, value in changes.items():
+            setattr(user, key, value)
+        return user, False
+    if not platform.auto_create_users:
+        raise LaunchError(
+            "user_creation_disabled",
+            f"No local user is mapped to sub {sub!r} and automatic user creation is off.",
+            sub=sub,
+        )
+    return _create_user(platform, data, roles, cached, now)
+
+
+def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User, bool]:
+    sub = data["sub"]
+    name = cached["name"] or " ".join(
+        n for n in (cached["given_name"], cached["family_name"]) if n
+    )
+    user_id = _insert_user(
+        _username_base(platform, data),
+        email=cached["email"],
+        name=name,
+        global_role=roles.global_role,
+        active=True,
+        joined=now,
+    )
+    mapping_id = db.session.execute(
+        _insert(LTIUserMapping)
+        .values(platform_id=platform.id, lti_user_id=sub, user_id=user_id, created_at=now,
+                last_login=now, **cached)
+        .on_conflict_do_nothing(index_elements=["platform_id", "lti_user_id"])
+        .returning(LTIUserMapping.id)
+    ).scalar()
+    if mapping_id is None:
+        # Another launch of the same person made the mapping first: use theirs, drop ours.
+        db.session.execute(delete(User).where(User.id == user_id))
+        user_id = db.session.scalar(
+            select(LTIUserMapping.user_id).where(
+                LTIUserMapping.platform_id == platform.id, LTIUserMapping.lti_user_id == sub
+            )
+        )
+        return db.session.get(User, user_id), False
+    log.info("Created user %s for sub %r of platform %r", user_id, sub, platform.name)
+    return db.session.get(User, user_id), True
+
+
+def _username_base(platform: LTIPlatform, data: dict[str, Any]) -> str:
+    """A readable username: the LMS username, the email's local part, the name, or the sub."""
+    ext = data.get(c.EXT) if isinstance(data.get(c.EXT), dict) else {}
+    email = _str(data.get("email"))
+    candidates = [
+        _str(ext.get("user_username")),
+        email.split("@", 1)[0] if "@" in email else "",
+        ".".join(n for n in (_str(data.get("given_name")), _str(data.get("family_name"))) if n),
+        _str(data.get("name")).replace(" ", "."),
+    ]
+    for candidate in candidates:
+        cleaned = USERNAME_CHARS.sub("", candidate.lower()).strip(".-")[:120]
+        if cleaned:
+            return cleaned
+    return f"lti{platform.id}-" + (USERNAME_CHARS.sub("", str(data["sub"])) or "user")[:100]
+
+
+def _insert_user(base: str, **values) -> int:
+    """Insert a user named `base`, or `base-2`, `base-3`, … where taken (even concurrently)."""
+    taken = set(
+        db.session.scalars(
+            select(User.username).where(
+                (User.username == base) | User.username.like(f"{base}-%")
+            )
+        )
+    )
+    n = 1
+    while True:
+        username = base if n == 1 else f"{base}-{n}"
+        n += 1
+        if username in taken:
+            continue
+        user_id = db.session.execute(
+            _insert(User)
+            .values(username=username, **values)
+            .on_conflict_do_nothing(index_elements=["username"])
+            .returning(User.id)
+        ).scalar()
+        if user_id is not None:
+            return user_id
+
+
+# Courses
+
+
+def _course(
+    platform: LTIPlatform, context: Any
+) -> tuple[Category | None, RBACGroup | None]:
+    if not isinstance(context, dict) or not context.get("id"):
+        return None, None
+    context_id = str(context["id"])[:255]
+    title = _str(context.get("title")) or _str(context.get("label")) or f"Course {context_id}"
+    category = db.session.scalar(
+        select(Category).where(
+            Category.platform_id == platform.id, Category.lti_context_id == context_id
+        )
+    )
+    group = db.session.scalar(
+        select(RBACGroup).where(
+            RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
+        )
+    )
+    if category is None or group is None:
+        if not platform.auto_create_categories:
+            return category, group
+        category, group = _create_course(platform, context_id, title)
+    if category.title != title:
+        category.title = title
+    if group.name != title:
+        group.name = title
+    return category, group
+
+
+def _create_course(platform: LTIPlatform, context_id: str, title: str):
+    now = datetime.now(UTC)
+    for model, values in (
+        (Category, {"title": title, "is_lms_course": True}),
+        (RBACGroup, {"name": title}),
+    ):
+        db.session.execute(
+            _insert(model)
+            .values(platform_id=platform.id, lti_context_id=context_id, created_at=now, **values)
+            .on_conflict_do_nothing(index_elements=["platform_id", "lti_context_id"])
+        )
+    category = db.session.scalar(
+        select(Category).where(
+            Category.platform_id == platform.id, Category.lti_context_id == context_id
+        )
+    )
+    group = db.session.scalar(
+        select(RBACGroup).where(
+            RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
+        )
+    )
+    db.session.execute(
+        _insert(rbac_group_category)
+        .values(rbac_group_id=group.id, category_id=category.id)
+        .on_conflict_do_nothing(index_elements=["rbac_group_id", "category_id"])
+    )
+    return category, group
+
+
+def _membership(
+    platform: LTIPlatform, group: RBACGroup, user: User, role: GroupRole
+) -> None:
+    """Join the user to the course group; with auto_sync_roles the role follows the LMS."""
+    membership = db.session.scalar(
+        select(RBACMembership).where(
+            RBACMembership.rbac_group_id == group.id, RBACMembership.user_id == user.id
+        )
+    )
+    if membership is None:
+        db.session.execute(
+            _insert(RBACMembership)
+            .values(rbac_group_id=group.id, user_id=user.id, role=role,
+                    created_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"])
+        )
+    elif platform.auto_sync_roles and membership.role is not role:
+        membership.role = role
+
+
+# Resource links
+
+
+def _resource_link(
+    platform: LTIPlatform,
+    data: dict[str, Any],
+    category: Category | None,
+    group: RBACGroup | None,
+    now: datetime,
+) -> tuple[int, int | None]:
+    """Upsert the link and count the launch in one atomic statement; return (id, media id)."""
+    context = data.get(c.CONTEXT) if isinstance(data.get(c.CONTEXT), dict) else {}
+    link = data[c.RESOURCE_LINK]
+    media_id = _custom_media_id(data.get(c.CUSTOM))
+    values = {
+        "context_title": _str(context.get("title")),
+        "context_label": _str(context.get("label"), 100),
+        "resource_link_title": _str(link.get("title")),
+        "category_id": category.id if category else None,
+        "rbac_group_id": group.id if group else None,
+        "last_launch": now,
+    }
+    if media_id is not None:
+        values["media_id"] = media_id
+    stmt = _insert(LTIResourceLink).values(
+        platform_id=platform.id,
+        context_id=str(context.get("id") or "")[:255],
+        resource_link_id=str(link["id"])[:255],
+        created_at=now,
+        launch_count=1,
+        **values,
+    )
+    table = LTIResourceLink.__table__
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["platform_id", "context_id", "resource_link_id"],
+        set_={**{k: stmt.excluded[k] for k in values}, "launch_count": table.c.launch_count + 1},
+    ).returning(LTIResourceLink.id, LTIResourceLink.media_id)
+    link_id, stored_media_id = db.session.execute(stmt).one()
+    return link_id, stored_media_id
+
+
+def _custom_media_id(custom: Any) -> int | None:
+    """The media a deep-linked item points at (custom parameter media_id), if it still exists."""
+    if not isinstance(custom, dict):
+        return None
+    try:
+        media_id = int(custom.get("media_id"))
+    except (TypeError, ValueError):
+        return None
+    exists = db.session.scalar(select(func.count()).select_from(Media).where(Media.id == media_id))
+    return media_id if exists else None

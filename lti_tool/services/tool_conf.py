@@ -1,0 +1,154 @@
+"""PyLTI1p3 wired to our models: the database-backed tool configuration and its helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import request as flask_request
+from pylti1p3.contrib.flask import (
+    FlaskCacheDataStorage,
+    FlaskCookieService,
+    FlaskRequest,
+)
+from pylti1p3.deployment import Deployment
+from pylti1p3.registration import Registration
+from pylti1p3.tool_config import ToolConfAbstract
+from sqlalchemy import select
+
+from ..errors import LaunchError
+from ..extensions import cache, db
+from ..models import LTIPlatform
+from ..security import cookie_flags
+from . import keys
+
+
+def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
+    """The registration for an issuer and client ID, refusing unknown and inactive ones.
+
+    Without a client ID (a login that did not send one) the issuer must have exactly one
+    registration. Raises LaunchError `unknown_platform` or `platform_inactive`.
+    """
+    if not issuer:
+        raise LaunchError("malformed_token", "The request names no issuer (iss).")
+    query = select(LTIPlatform).where(LTIPlatform.platform_id == issuer)
+    if client_id:
+        query = query.where(LTIPlatform.client_id == client_id)
+    found = list(db.session.scalars(query.limit(2)))
+    if not found:
+        who = f"issuer {issuer!r}" + (f" with client ID {client_id!r}" if client_id else "")
+        raise LaunchError("unknown_platform", f"No platform is registered for {who}.")
+    if len(found) > 1:
+        raise LaunchError(
+            "unknown_platform",
+            f"Issuer {issuer!r} has several registrations and the request names no client ID.",
+        )
+    platform = found[0]
+    if not platform.active:
+        error = LaunchError("platform_inactive", f"The platform {platform.name!r} is switched off.")
+        error.platform = platform
+        raise error
+    return platform
+
+
+class DatabaseToolConf(ToolConfAbstract):
+    """Registrations and deployments from active LTIPlatform rows, looked up once per request.
+
+    Every lookup uses issuer and client ID: one issuer may have several registrations.
+    """
+
+    def __init__(self, platform: LTIPlatform | None = None):
+        super().__init__()
+        self._platforms: dict[tuple[str, str | None], LTIPlatform] = {}
+        if platform is not None:
+            self._platforms[(platform.platform_id, platform.client_id)] = platform
+
+    def check_iss_has_one_client(self, iss: str) -> bool:
+        return False
+
+    def check_iss_has_many_clients(self, iss: str) -> bool:
+        return True
+
+    def platform(self, iss: str, client_id: str | None) -> LTIPlatform | None:
+        key = (iss, client_id)
+        if key not in self._platforms:
+            try:
+                self._platforms[key] = find_platform(iss, client_id)
+            except LaunchError:
+                return None
+        return self._platforms[key]
+
+    def find_registration_by_issuer(self, iss: str, *args, **kwargs) -> Registration | None:
+        return self.find_registration_by_params(iss, None)
+
+    def find_registration_by_params(
+        self, iss: str, client_id: str | None, *args, **kwargs
+    ) -> Registration | None:
+        platform = self.platform(iss, client_id)
+        return registration_for(platform) if platform is not None else None
+
+    def find_deployment(self, iss: str, deployment_id: str) -> Deployment | None:
+        return self.find_deployment_by_params(iss, deployment_id, None)
+
+    def find_deployment_by_params(
+        self, iss: str, deployment_id: str, client_id: str | None, *args, **kwargs
+    ) -> Deployment | None:
+        platform = self.platform(iss, client_id)
+        if platform is None or deployment_id not in (platform.deployment_ids or []):
+            return None
+        return Deployment().set_deployment_id(deployment_id)
+
+    def get_jwks(self, iss: str | None = None, client_id: str | None = None, **kwargs):
+        return keys.public_jwks()
+
+
+def registration_for(platform: LTIPlatform, with_tool_key: bool = False) -> Registration:
+    """A PyLTI1p3 Registration of the platform; with the tool's current key when it must sign."""
+    registration = (
+        Registration()
+        .set_issuer(platform.platform_id)
+        .set_client_id(platform.client_id)
+        .set_auth_login_url(platform.auth_login_url)
+        .set_auth_token_url(platform.auth_token_url)
+        .set_auth_audience(platform.auth_audience or platform.auth_token_url)
+        .set_key_set_url(platform.key_set_url)
+        .set_key_set(platform.key_set)
+    )
+    if with_tool_key:
+        key = keys.ensure_current_key()
+        registration.set_tool_private_key(keys.private_key_pem(key))
+        registration.set_tool_public_key(keys.public_key_pem(key))
+    return registration
+
+
+class ToolCookieService(FlaskCookieService):
+    """PyLTI1p3's cookies with our flags: Secure; SameSite=None; Partitioned on https."""
+
+    def update_response(self, response):
+        flags = cookie_flags(self._request.is_secure())
+        for key, data in self._cookie_data_to_set.items():
+            response.set_cookie(
+                key, data["value"], max_age=data["exp"], path="/", httponly=True, **flags
+            )
+
+
+@dataclass
+class LTIContext:
+    """What PyLTI1p3's Flask classes need for one request."""
+
+    request: FlaskRequest
+    tool_conf: DatabaseToolConf
+    cookies: ToolCookieService
+    storage: FlaskCacheDataStorage
+    cookie_names: frozenset[str]
+
+
+def lti_context(request_data: dict | None = None) -> LTIContext:
+    """Build PyLTI1p3's request, tool config, cookie service and shared launch-data storage."""
+    request = FlaskRequest(request_data=request_data)
+    return LTIContext(
+        request=request,
+        tool_conf=DatabaseToolConf(),
+        cookies=ToolCookieService(request),
+        storage=FlaskCacheDataStorage(cache),
+        cookie_names=frozenset(flask_request.cookies),
+    )

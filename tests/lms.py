@@ -1,0 +1,251 @@
+"""A test LMS: signs Moodle-shaped id_tokens with its own RSA key and serves its JWKS over HTTP.
+
+It drives the real flow through a Flask test client: third-party login (with the cookie check
+page a browser would pass), the redirect to the platform's auth URL, and the id_token POST.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+LTI = "https://purl.imsglobal.org/spec/lti/claim/"
+DL_SETTINGS = "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"
+INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
+LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
+SYSTEM_ADMIN = "http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator"
+INSTITUTION_ADMIN = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"
+DROP = object()  # a claim override that removes the claim
+
+_KEYS: list[rsa.RSAPrivateKey] = []
+
+
+def rsa_key(n: int = 0) -> rsa.RSAPrivateKey:
+    """The n-th test key; generated once per test session (2048-bit generation is slow)."""
+    while len(_KEYS) <= n:
+        _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _KEYS[n]
+
+
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return jwk | {"kid": kid, "alg": "RS256", "use": "sig"}
+
+
+class JWKSServer:
+    """Serves the platform's keyset on a loopback port; `mode` simulates outages."""
+
+    def __init__(self, platform: TestPlatform):
+        self.platform = platform
+        self.mode = "ok"  # ok | error | junk | empty | slow
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests += 1
+                if server.mode == "slow":
+                    time.sleep(6)
+                if server.mode == "error":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                body = {
+                    "junk": b"<html>not json</html>",
+                    "empty": b'{"keys": []}',
+                }.get(server.mode) or json.dumps(server.platform.jwks()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mod/lti/certs.php"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Login:
+    """What the tool sent the browser to the platform with."""
+
+    response: Any
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return self.params["state"]
+
+    @property
+    def nonce(self) -> str:
+        return self.params["nonce"]
+
+
+class TestPlatform:
+    """A Moodle-like platform: issuer, client ID, deployment, its own key and JWKS."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        issuer: str = "https://lms.example.edu",
+        client_id: str = "Xq7Lm2Pz9Rt4Wv1",
+        deployment_id: str = "5",
+    ):
+        self.issuer = issuer
+        self.client_id = client_id
+        self.deployment_id = deployment_id
+        self.key = rsa_key(0)
+        self.kid = "moodle-key-1"
+        self.published: list[tuple[rsa.RSAPrivateKey, str]] = [(self.key, self.kid)]
+        self.server = JWKSServer(self)
+        self.platform = None
+
+    # keys
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(key, kid) for key, kid in self.published]}
+
+    def rotate_key(self) -> None:
+        """Sign with a new key from now on and publish only the new key, as Moodle does."""
+        self.key, self.kid = rsa_key(1), "moodle-key-2"
+        self.published = [(self.key, self.kid)]
+
+    # registration
+
+    def register(self, db, **overrides):
+        from lti_tool.models import LTIPlatform
+
+        values = {
+            "name": "Test Moodle",
+            "platform_id": self.issuer,
+            "client_id": self.client_id,
+            "auth_login_url": f"{self.issuer}/mod/lti/auth.php",
+            "auth_token_url": f"{self.issuer}/mod/lti/token.php",
+            "key_set_url": self.server.url,
+            "deployment_ids": [self.deployment_id],
+        } | overrides
+        self.platform = LTIPlatform(**values)
+        db.session.add(self.platform)
+        db.session.commit()
+        return self.platform
+
+    # tokens
+
+    def claims(self, nonce: str = "", message_type: str = "LtiResourceLinkRequest",
+               **overrides) -> dict[str, Any]:
+        """A Moodle-shaped id_token body; `overrides` replace claims (DROP removes one).
+
+        Keys may be short LTI claim names (`roles` means `…/claim/roles`).
+        """
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "nonce": nonce,
+            "iat": now,
+            "exp": now + 60,
+            "iss": self.issuer,
+            "aud": self.client_id,
+            LTI + "deployment_id": self.deployment_id,
+            LTI + "target_link_uri": "https://tool.example.org/lti/launch",
+            "sub": "318",
+            LTI + "roles": [LEARNER],
+            LTI + "context": {"id": "24", "label": "HIST210", "title": "Modern History",
+                              "type": ["CourseSection"]},
+            LTI + "message_type": message_type if message_type is not DROP else None,
+            "given_name": "Grace",
+            "family_name": "Hopper",
+            "name": "Grace Hopper",
+            "email": "g.hopper@example.edu",
+            LTI + "ext": {"lms": "moodle-2", "user_username": "ghopper"},
+            LTI + "launch_presentation": {
+                "locale": "en", "document_target": "iframe",
+                "return_url": f"{self.issuer}/mod/lti/return.php?course=24&sesskey=Ab12Cd34Ef",
+            },
+            LTI + "tool_platform": {"product_family_code": "moodle", "version": "2024100700",
+                                    "guid": "lms.example.edu", "name": "Example LMS"},
+            LTI + "version": "1.3.0",
+            LTI + "custom": {},
+        }
+        if message_type is DROP:
+            del body[LTI + "message_type"]
+        if message_type in ("LtiResourceLinkRequest", DROP):
+            body[LTI + "resource_link"] = {"id": "57", "title": "Lecture 3 recording",
+                                           "description": ""}
+        elif message_type == "LtiDeepLinkingRequest":
+            body[LTI + "launch_presentation"] = {"locale": "en"}
+            body[DL_SETTINGS] = {
+                "accept_types": ["ltiResourceLink"],
+                "accept_presentation_document_targets": ["frame", "iframe", "window"],
+                "accept_copy_advice": False, "accept_multiple": True, "accept_unsigned": False,
+                "auto_create": False, "can_confirm": False,
+                "deep_link_return_url": f"{self.issuer}/mod/lti/contentitem_return.php"
+                                        "?course=24&id=5&sesskey=Ab12Cd34Ef",
+                "title": "", "text": "",
+            }
+        for name, value in overrides.items():
+            key = name if name in body or name in ("azp", "nbf") or "/" in name else LTI + name
+            if value is DROP:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
+
+    def sign(self, body: dict[str, Any], key=None, headers: dict | None = None,
+             algorithm: str = "RS256") -> str:
+        header = {"kid": self.kid} if headers is None else headers
+        return jwt.encode(body, key or self.key, algorithm=algorithm, headers=header)
+
+    # the browser's part
+
+    def login_params(self, **extra) -> dict[str, str]:
+        params = {
+            "iss": self.issuer,
+            "login_hint": "318",
+            "target_link_uri": "https://tool.example.org/lti/launch",
+            "lti_message_hint": json.dumps({"launchid": uuid.uuid4().hex, "cmid": 57}),
+            "client_id": self.client_id,
+            "lti_deployment_id": self.deployment_id,
+        } | extra
+        return {k: v for k, v in params.items() if v is not None}
+
+    def login(self, client, **extra) -> Login:
+        """POST the login as Moodle does, pass the cookie check as a browser would."""
+        params = self.login_params(**extra)
+        first = client.post("/lti/login", data=params)
+        if first.status_code != 200 or b"lti1p3_new_window" not in first.data:
+            return Login(first)
+        second = client.get("/lti/login", query_string=params | {"lti1p3_new_window": "1"})
+        if second.status_code != 302:
+            return Login(second)
+        query = parse_qs(urlsplit(second.headers["Location"]).query)
+        return Login(second, {k: v[0] for k, v in query.items()})
+
+    def launch(self, client, *, token: str | None = None, state: str | None = None,
+               login: Login | None = None, **claim_overrides):
+        """Log in, then POST a signed id_token carrying the login's nonce. Returns the response."""
+        login = login or self.login(client)
+        assert login.params, f"login failed: {login.response.status_code}"
+        if token is None:
+            token = self.sign(self.claims(nonce=login.nonce, **claim_overrides))
+        data = {"id_token": token, "state": login.state if state is None else state}
+        return client.post("/lti/launch", data=data)
