@@ -112,7 +112,9 @@ def test_edited_body_breaks_the_signature(browser, lms, db):
                    "bad_signature", 401)
 
 
-@pytest.mark.parametrize("algorithm, key", [("HS256", "a-shared-secret-of-more-than-32-bytes"), ("none", None)])
+@pytest.mark.parametrize(
+    "algorithm, key", [("HS256", "a-shared-secret-of-more-than-32-bytes"), ("none", None)]
+)
 def test_other_algorithms_are_refused(browser, lms, db, algorithm, key):
     login = lms.login(browser)
     token = jwt.encode(lms.claims(nonce=login.nonce), key, algorithm=algorithm,
