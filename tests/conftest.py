@@ -11,6 +11,7 @@ from flask_migrate import upgrade
 
 from lti_tool import create_app
 from lti_tool.config import database_url
+from lti_tool.extensions import cache
 from lti_tool.extensions import db as _db
 from lti_tool.models import GlobalRole, LTIPlatform, User
 
@@ -64,6 +65,8 @@ def instance_path(tmp_path, monkeypatch) -> str:
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "instance"
     monkeypatch.setenv("INSTANCE_PATH", str(path))
+    # Keys of this test run only: a shared Redis may hold a running tool's state.
+    monkeypatch.setenv("CACHE_KEY_PREFIX", f"lti_tool_test_{os.getpid()}:")
     return str(path)
 
 
@@ -71,7 +74,9 @@ def instance_path(tmp_path, monkeypatch) -> str:
 def app(migrated, instance_path) -> Iterator[Flask]:
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated})
     with app.app_context():
+        cache.clear()
         yield app
+        cache.clear()
         _db.session.remove()
         _empty_tables()
         _db.engine.dispose()
@@ -159,9 +164,20 @@ def lms(db):
     platform.server.close()
 
 
+class HttpsClient(FlaskClient):
+    """A test client whose requests go to https://tool.example.org unless told otherwise."""
+
+    def open(self, *args, **kwargs):
+        if not (args and not isinstance(args[0], str)):
+            kwargs.setdefault("base_url", "https://tool.example.org")
+        return super().open(*args, **kwargs)
+
+    def session_transaction(self, *args, **kwargs):
+        kwargs.setdefault("base_url", "https://tool.example.org")
+        return super().session_transaction(*args, **kwargs)
+
+
 @pytest.fixture
 def browser(app) -> FlaskClient:
     """A browser reaching the tool over https, as inside an LMS iframe."""
-    client = app.test_client()
-    client.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "tool.example.org"})
-    return client
+    return HttpsClient(app, app.response_class, use_cookies=True)

@@ -173,8 +173,7 @@ def test_missing_state_is_refused(browser, lms, db):
 def test_state_from_another_browser_is_refused(app, browser, lms, db):
     login = lms.login(browser)
     token = lms.sign(lms.claims(nonce=login.nonce))
-    other_browser = app.test_client()
-    other_browser.environ_base.update(browser.environ_base)
+    other_browser = type(browser)(app, app.response_class, use_cookies=True)
     response = other_browser.post("/lti/launch", data={"id_token": token, "state": login.state})
     assert_refused(response, db, other_browser, "state_missing", 400)
     assert b"new window" in response.data
