@@ -88,14 +88,20 @@ def _find(key_set: dict[str, Any] | None, kid: str) -> dict[str, Any] | None:
 def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
     """The platform's public key `kid` as a JWK, from the cache when it is there.
 
-    A kid not in the cache (or no cache yet) triggers one refresh, at most every
-    REFRESH_INTERVAL seconds per platform across all workers. Raises LaunchError
-    `unknown_kid` or `jwks_unavailable`.
+    A kid not in the cache triggers one refresh, at most every REFRESH_INTERVAL seconds per
+    platform across all workers (the limit an attacker's made-up kids run into). Raises
+    LaunchError `unknown_kid` or `jwks_unavailable`.
     """
     key = _find(platform.key_set, kid)
     if key is not None:
         return key
     if not _may_refresh(platform):
+        if platform.key_set is None:
+            raise LaunchError(
+                "jwks_unavailable",
+                "The platform's keyset is not cached yet and was tried seconds ago.",
+                detail="the last attempt failed seconds ago.",
+            )
         raise LaunchError(
             "unknown_kid",
             f"The platform signed with key {kid!r}, which is not in its keyset; the keyset was "
@@ -119,7 +125,9 @@ def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
 
 
 def _may_refresh(platform: LTIPlatform) -> bool:
+    """One refresh per interval for kid misses; a platform with no cached keys yet (its first
+    launch) is fetched at most every few seconds, so a failing first fetch is retried soon."""
+    if platform.key_set is None:
+        return bool(cache.add(f"jwks-first-fetch:{platform.id}", 1, timeout=5))
     interval = current_app.config.get("JWKS_REFRESH_INTERVAL", REFRESH_INTERVAL)
-    if not interval:
-        return True
     return bool(cache.add(f"jwks-refresh:{platform.id}", 1, timeout=interval))

@@ -234,6 +234,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         except LaunchError as e:
             e.details.update(iss=body.get("iss"), client_id=client_id)
             raise
+        self._tool_config.remember(self.platform)
         self._registration = self._tool_config.find_registration_by_params(
             self.platform.platform_id, self.platform.client_id
         )

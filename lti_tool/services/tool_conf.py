@@ -56,11 +56,13 @@ class DatabaseToolConf(ToolConfAbstract):
     Every lookup uses issuer and client ID: one issuer may have several registrations.
     """
 
-    def __init__(self, platform: LTIPlatform | None = None):
+    def __init__(self):
         super().__init__()
         self._platforms: dict[tuple[str, str | None], LTIPlatform] = {}
-        if platform is not None:
-            self._platforms[(platform.platform_id, platform.client_id)] = platform
+
+    def remember(self, platform: LTIPlatform) -> None:
+        """Use this already loaded platform for its issuer and client ID."""
+        self._platforms[(platform.platform_id, platform.client_id)] = platform
 
     def check_iss_has_one_client(self, iss: str) -> bool:
         return False
