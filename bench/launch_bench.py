@@ -276,6 +276,7 @@ class LoadResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
+    log_summary: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -352,7 +353,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tool_env(**settings: str) -> dict[str, str]:
+def tool_env(**settings: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in TOOL_ENV}
     return env | {k: v for k, v in settings.items() if v}
 
@@ -518,75 +519,83 @@ def measure(run: Run, name: str, app: str, cwd: Path, env: dict[str, str]) -> Lo
 # SQL statements, counted in-process
 
 
+class StatementCounter:
+    """Counts the statements an engine sends, by their first word (SELECT, INSERT, ...)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.kinds: list[str] = []
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.kinds.append(statement.split(None, 1)[0].upper())
+
+    def take(self) -> Counter:
+        counted, self.kinds = Counter(self.kinds), []
+        return counted
+
+    def __enter__(self) -> StatementCounter:
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
 def count_sql(run: Run) -> dict[str, Counter]:
     """Statements of the tool's login, launch POST and landing page: new and returning user."""
     sys.path.insert(0, str(ROOT))
-    from sqlalchemy import event
-
     from lti_tool import create_app
     from lti_tool.config import database_url
     from lti_tool.extensions import db
 
     settings = {"INSTANCE_PATH": str(run.instance), "LOG_LEVEL": "WARNING",
-                "REDIS_URL": run.args.redis_url or "", "CACHE_KEY_PREFIX": f"{run.prefix}tool:"}
+                "REDIS_URL": run.args.redis_url,
+                "CACHE_KEY_PREFIX": run.args.redis_url and f"{run.prefix}tool:"}
     with _environ(settings):
         app = create_app({"SQLALCHEMY_DATABASE_URI": database_url(run.database_url)})
     run.platform.redirect_uris.add("http://localhost/lti/launch")
     counts: dict[str, Counter] = {}
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement.split(None, 1)[0].upper())
-
     with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", record)
         try:
-            for label in ("new user", "returning user"):
-                for step, stmts in _test_client_launch(app, run.platform, "sql-check-user"):
-                    counts[f"{step}, {label}"] = Counter(stmts)
-                    del stmts[:]
+            with StatementCounter(db.engine) as counter:
+                for who in ("new user", "returning user"):
+                    steps = launch_in_process(app, run.platform, "sql-check-user", counter)
+                    counts |= {f"{step}, {who}": n for step, n in steps.items()}
         finally:
-            event.remove(db.engine, "before_cursor_execute", record)
             db.session.remove()
             db.engine.dispose()
     return counts
 
 
-def _test_client_launch(app, platform: BenchPlatform, user: str):
-    """Yield (step, statements) after each step of one launch through Flask's test client."""
-    from sqlalchemy import event
-
-    from lti_tool.extensions import db
-
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement.split(None, 1)[0].upper())
-
+def launch_in_process(app, platform: BenchPlatform, user: str,
+                       counter: StatementCounter) -> dict[str, Counter]:
+    """One launch through Flask's test client (a fresh browser); statements per step."""
     client = app.test_client()
     params = login_params("http://localhost", platform, user)
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        first = client.post("/lti/login", data=params)
-        second = client.get("/lti/login", query_string=params | {"lti1p3_new_window": "1"})
-        if first.status_code != 200 or second.status_code != 302:
-            raise RuntimeError(f"in-process login: {first.status_code}, {second.status_code}")
-        yield "login (2 requests)", statements
-        page = requests.get(second.headers["Location"], timeout=REQUEST_TIMEOUT)
-        form = parse_form(page.text)
-        launch = client.post(urlsplit(form.action or "").path, data=form.fields)
-        if launch.status_code != 303:
-            raise RuntimeError(f"in-process launch: {launch.status_code}")
-        yield "launch POST", statements
-        if client.get(launch.headers["Location"]).status_code != 200:
-            raise RuntimeError("in-process landing page did not answer 200")
-        yield "landing page", statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    counter.take()
+    first = client.post("/lti/login", data=params)
+    second = client.get("/lti/login", query_string=params | {"lti1p3_new_window": "1"})
+    if first.status_code != 200 or second.status_code != 302:
+        raise RuntimeError(f"in-process login: {first.status_code}, {second.status_code}")
+    counts = {"login (2 requests)": counter.take()}
+    page = requests.get(second.headers["Location"], timeout=REQUEST_TIMEOUT)
+    form = parse_form(page.text)
+    launch = client.post(urlsplit(form.action or "").path, data=form.fields)
+    if launch.status_code != 303:
+        raise RuntimeError(f"in-process launch: {launch.status_code}")
+    counts["launch POST"] = counter.take()
+    if client.get(launch.headers["Location"]).status_code != 200:
+        raise RuntimeError("in-process landing page did not answer 200")
+    counts["landing page"] = counter.take()
+    return counts
 
 
 @contextlib.contextmanager
-def _environ(settings: dict[str, str]) -> Iterator[None]:
+def _environ(settings: dict[str, str | None]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in (*TOOL_ENV, *settings)}
     for k in TOOL_ENV:
         os.environ.pop(k, None)
@@ -604,12 +613,15 @@ def _environ(settings: dict[str, str]) -> Iterator[None]:
 # Logs and report
 
 
-PROBLEM = re.compile(r"Traceback|\b(ERROR|CRITICAL|WARNING)\b|Launch refused|\[CRITICAL\]")
+PROBLEM = re.compile(
+    r"Traceback|\b(ERROR|CRITICAL|WARNING)\b|Launch refused|^\w[\w.]*(Error|Exception): "
+)
 ACCESS = re.compile(r'"(GET|POST) (\S+?)(?:\?\S*)? HTTP/[\d.]+" (\d{3}) ')
+TIMESTAMP = re.compile(r"^\[[^]]*\]\s*|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s*")
 
 
 def summarize_log(path: Path, limit: int = 8) -> list[str]:
-    """Counts of non-2xx/3xx access-log lines and of problem lines, and a few examples."""
+    """Counts of access-log lines with status >= 400 and of problem lines (digits as N)."""
     statuses: Counter = Counter()
     problems: Counter = Counter()
     for line in path.read_text(errors="replace").splitlines():
@@ -617,7 +629,7 @@ def summarize_log(path: Path, limit: int = 8) -> list[str]:
             if int(match[3]) >= 400:
                 statuses[f"{match[1]} {match[2]} -> {match[3]}"] += 1
         elif PROBLEM.search(line):
-            problems[re.sub(r"^\S+ \S+ |^\[[^]]+\] |#\d+|\d+", "#", line)[:200]] += 1
+            problems[re.sub(r"\d+", "N", TIMESTAMP.sub("", line))[:200]] += 1
     lines = [f"{n:6} x {what}" for what, n in statuses.most_common(limit)]
     lines += [f"{n:6} x {what}" for what, n in problems.most_common(limit)]
     return lines or ["no errors or warnings logged"]

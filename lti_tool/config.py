@@ -36,6 +36,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_HOURS", 8)),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        # A platform's keyset fetch waits this long; it blocks only the launch that needs it.
+        "JWKS_FETCH_TIMEOUT": _int(env, "JWKS_FETCH_TIMEOUT", 5) or 5,
     }
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).

@@ -47,6 +47,7 @@ class JWKSServer:
     def __init__(self, platform: TestPlatform):
         self.platform = platform
         self.mode = "ok"  # ok | error | junk | empty | slow
+        self.delay = 6.0  # seconds a slow answer takes
         self.requests = 0
         server = self
 
@@ -54,7 +55,7 @@ class JWKSServer:
             def do_GET(self):
                 server.requests += 1
                 if server.mode == "slow":
-                    time.sleep(6)
+                    time.sleep(server.delay)
                 if server.mode == "error":
                     self.send_response(500)
                     self.end_headers()
@@ -249,3 +250,22 @@ class TestPlatform:
             token = self.sign(self.claims(nonce=login.nonce, **claim_overrides))
         data = {"id_token": token, "state": login.state if state is None else state}
         return client.post("/lti/launch", data=data)
+
+
+def http_launch(platform: TestPlatform, base: str, session, barrier=None, **claim_overrides):
+    """The whole flow over real HTTP with a `requests` session as the browser.
+
+    With a barrier, every browser logs in first and all POST their id_tokens at once.
+    """
+    params = platform.login_params(login_hint=str(claim_overrides.get("sub", "318")))
+    first = session.post(f"{base}/lti/login", data=params, allow_redirects=False, timeout=30)
+    assert first.status_code == 200, first.text[:300]
+    second = session.get(f"{base}/lti/login", params=params | {"lti1p3_new_window": "1"},
+                         allow_redirects=False, timeout=30)
+    assert second.status_code == 302, second.text[:300]
+    query = parse_qs(urlsplit(second.headers["Location"]).query)
+    token = platform.sign(platform.claims(nonce=query["nonce"][0], **claim_overrides))
+    if barrier is not None:
+        barrier.wait(timeout=60)
+    return session.post(f"{base}/lti/launch", data={"id_token": token, "state": query["state"][0]},
+                        allow_redirects=False, timeout=60)

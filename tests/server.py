@@ -5,7 +5,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +50,6 @@ def _wait_until_up(base: str, process: subprocess.Popen, log) -> None:
         try:
             urllib.request.urlopen(f"{base}/healthz", timeout=2).close()
             return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset or timed out while the workers boot
             time.sleep(0.1)
     raise RuntimeError("gunicorn did not answer within 30 s")

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,6 @@ from ..models import LTIPlatform
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT = (3.05, 5)  # connect, read (seconds)
 MAX_JWKS_BYTES = 512 * 1024
 REFRESH_INTERVAL = 30  # seconds between two refreshes of one platform's keys
 
@@ -24,12 +24,12 @@ class JWKSFetchError(Exception):
     """The platform's keyset could not be fetched or read; the message says exactly why."""
 
 
-def fetch_jwks(url: str) -> dict[str, Any]:
-    """GET a JWKS with timeouts, no redirects and a size cap; it must hold at least one RSA key."""
+def fetch_jwks(url: str, timeout: float = 5) -> dict[str, Any]:
+    """GET a JWKS with a timeout, no redirects and a size cap; it must hold an RSA key."""
     try:
         with requests.get(
             url,
-            timeout=FETCH_TIMEOUT,
+            timeout=timeout,
             allow_redirects=False,
             stream=True,
             headers={"Accept": "application/json", "User-Agent": "lti-tool"},
@@ -38,7 +38,7 @@ def fetch_jwks(url: str) -> dict[str, Any]:
                 raise JWKSFetchError(f"{url} answered HTTP {response.status_code}")
             body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
     except requests.Timeout:
-        raise JWKSFetchError(f"{url} did not answer within {FETCH_TIMEOUT[1]} s") from None
+        raise JWKSFetchError(f"{url} did not answer within {timeout:g} s") from None
     except requests.RequestException as e:
         raise JWKSFetchError(f"{url} could not be reached ({type(e).__name__})") from None
     if len(body) > MAX_JWKS_BYTES:
@@ -61,7 +61,7 @@ def refresh_platform_keys(platform: LTIPlatform) -> dict[str, Any]:
 
     It is kept even if the launch that asked for it fails. On error the old cache stays.
     """
-    key_set = fetch_jwks(platform.key_set_url)
+    key_set = fetch_jwks(platform.key_set_url, current_app.config["JWKS_FETCH_TIMEOUT"])
     now = datetime.now(UTC)
     with db.engine.begin() as conn:
         conn.execute(
@@ -85,27 +85,68 @@ def _find(key_set: dict[str, Any] | None, kid: str) -> dict[str, Any] | None:
     return None
 
 
+def _stored_key_set(platform: LTIPlatform) -> dict[str, Any] | None:
+    """The keyset as stored now, which another worker may just have refreshed."""
+    db.session.refresh(platform, ["key_set", "key_set_updated"])
+    return platform.key_set
+
+
 def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
     """The platform's public key `kid` as a JWK, from the cache when it is there.
 
-    A kid not in the cache triggers one refresh, at most every REFRESH_INTERVAL seconds per
-    platform across all workers (the limit an attacker's made-up kids run into). Raises
-    LaunchError `unknown_kid` or `jwks_unavailable`.
+    On a miss, one worker refreshes the keyset while launches arriving meanwhile in any worker
+    wait for its result, so a key rotation at the platform (or its very first launch) does not
+    fail a lecture hall of launches. After a refresh the next one for a kid miss waits
+    REFRESH_INTERVAL seconds: the limit an attacker's made-up kids run into. Raises LaunchError
+    `unknown_kid` or `jwks_unavailable`.
     """
     key = _find(platform.key_set, kid)
     if key is not None:
         return key
-    if not _may_refresh(platform):
-        if platform.key_set is None:
-            raise LaunchError(
-                "jwks_unavailable",
-                "The platform's keyset is not cached yet and was tried seconds ago.",
-                detail="the last attempt failed seconds ago.",
-            )
+    first_fetch = platform.key_set is None
+    refreshing_key = f"jwks-refreshing:{platform.id}"
+    timeout = current_app.config["JWKS_FETCH_TIMEOUT"]
+    if cache.add(refreshing_key, 1, timeout=timeout + 2):
+        try:
+            return _refresh_and_find(platform, kid, first_fetch)
+        finally:
+            cache.delete(refreshing_key)
+    deadline = time.monotonic() + timeout + 1
+    while cache.get(refreshing_key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    key = _find(_stored_key_set(platform), kid)
+    if key is not None:
+        return key
+    if platform.key_set is None:
         raise LaunchError(
-            "unknown_kid",
-            f"The platform signed with key {kid!r}, which is not in its keyset; the keyset was "
-            f"refreshed less than {REFRESH_INTERVAL} s ago.",
+            "jwks_unavailable",
+            "The platform's keyset could not be fetched by the launch that tried just now.",
+            detail="a fetch failed moments ago.",
+        )
+    raise LaunchError(
+        "unknown_kid",
+        f"The platform signed with key {kid!r}, which is not in its keyset "
+        f"{platform.key_set_url} even after a refresh.",
+        kid=kid,
+    )
+
+
+def _refresh_and_find(platform: LTIPlatform, kid: str, first_fetch: bool) -> dict[str, Any]:
+    key = _find(_stored_key_set(platform), kid)
+    if key is not None:  # another worker refreshed it a moment ago
+        return key
+    if first_fetch:  # a failed first fetch is retried after a few seconds
+        marker, interval = f"jwks-first-fetch:{platform.id}", 5
+    else:
+        marker = f"jwks-refreshed:{platform.id}"
+        interval = current_app.config.get("JWKS_REFRESH_INTERVAL", REFRESH_INTERVAL)
+    if not cache.add(marker, 1, timeout=interval):
+        raise LaunchError(
+            "unknown_kid" if platform.key_set else "jwks_unavailable",
+            f"The platform signed with key {kid!r}, which is not in its keyset; it was "
+            f"refreshed less than {interval} s ago.",
+            kid=kid,
+            detail="it was fetched seconds ago.",
         )
     try:
         key_set = refresh_platform_keys(platform)
@@ -120,14 +161,6 @@ def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
             "unknown_kid",
             f"The platform signed with key {kid!r}, which is not in its keyset "
             f"{platform.key_set_url} even after a refresh.",
+            kid=kid,
         )
     return key
-
-
-def _may_refresh(platform: LTIPlatform) -> bool:
-    """One refresh per interval for kid misses; a platform with no cached keys yet (its first
-    launch) is fetched at most every few seconds, so a failing first fetch is retried soon."""
-    if platform.key_set is None:
-        return bool(cache.add(f"jwks-first-fetch:{platform.id}", 1, timeout=5))
-    interval = current_app.config.get("JWKS_REFRESH_INTERVAL", REFRESH_INTERVAL)
-    return bool(cache.add(f"jwks-refresh:{platform.id}", 1, timeout=interval))
