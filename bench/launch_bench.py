@@ -224,14 +224,11 @@ def parse_form(page: str) -> FormParser:
 # One round trip, as a browser makes it
 
 
+STEPS = ("a1 login", "a2 login (new window)", "b platform auth", "c launch", "d landing")
+
+
 class StepError(Exception):
     pass
-
-
-def expect(response: requests.Response, status: int, step: str) -> requests.Response:
-    if response.status_code != status:
-        raise StepError(f"{step}: HTTP {response.status_code}, expected {status}")
-    return response
 
 
 def login_params(tool: str, platform: BenchPlatform, user: str) -> dict[str, str]:
@@ -245,25 +242,39 @@ def login_params(tool: str, platform: BenchPlatform, user: str) -> dict[str, str
     }
 
 
-def round_trip(session: requests.Session, tool: str, platform: BenchPlatform, user: str) -> None:
-    """One complete launch; raises StepError (or a requests error) if a step goes wrong."""
-    get = dict(timeout=REQUEST_TIMEOUT, allow_redirects=False)
+def round_trip(session: requests.Session, tool: str, platform: BenchPlatform,
+               user: str) -> list[float]:
+    """One complete launch; returns the seconds of each of STEPS.
+
+    Raises StepError (or a requests error) when a step answers another status than expected.
+    """
+    times: list[float] = []
+
+    def step(name: str, status: int, method: str, url: str, **kwargs: Any) -> requests.Response:
+        start = time.perf_counter()
+        response = session.request(method, url, timeout=REQUEST_TIMEOUT,
+                                   allow_redirects=False, **kwargs)
+        times.append(time.perf_counter() - start)
+        if response.status_code != status:
+            raise StepError(f"{name}: HTTP {response.status_code}, expected {status}")
+        return response
+
     params = login_params(tool, platform, user)
-    expect(session.post(f"{tool}/lti/login", data=params, **get), 200, "a1 POST /lti/login")
-    to_platform = expect(
-        session.get(f"{tool}/lti/login", params=params | {"lti1p3_new_window": "1"}, **get),
-        302, "a2 GET /lti/login (new window)",
+    step("a1 POST /lti/login", 200, "POST", f"{tool}/lti/login", data=params)
+    to_platform = step(
+        "a2 GET /lti/login (new window)", 302, "GET", f"{tool}/lti/login",
+        params=params | {"lti1p3_new_window": "1"},
     ).headers.get("Location", "")
     if not to_platform.startswith(f"{platform.base}/auth?"):
         raise StepError(f"a2 GET /lti/login: redirected to {to_platform[:80]!r}")
-    page = expect(session.get(to_platform, **get), 200, "b GET platform /auth").text
-    form = parse_form(page)
+    form = parse_form(step("b GET platform /auth", 200, "GET", to_platform).text)
     if not form.action or "id_token" not in form.fields or "state" not in form.fields:
         raise StepError("b GET platform /auth: no id_token form")
-    landing = expect(
-        session.post(form.action, data=form.fields, **get), 303, "c POST /lti/launch"
+    landing = step(
+        "c POST /lti/launch", 303, "POST", form.action, data=form.fields
     ).headers.get("Location", "")
-    expect(session.get(urljoin(form.action, landing), **get), 200, "d GET landing page")
+    step("d GET landing page", 200, "GET", urljoin(form.action, landing))
+    return times
 
 
 # Load
@@ -276,6 +287,7 @@ class LoadResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
+    step_seconds: list[float] = field(default_factory=lambda: [0.0] * len(STEPS))
     log_summary: list[str] = field(default_factory=list)
 
     @property
@@ -285,6 +297,10 @@ class LoadResult:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def step_means_ms(self) -> list[float]:
+        ok = len(self.latencies) or 1
+        return [seconds * 1000 / ok for seconds in self.step_seconds]
 
     def percentile(self, p: int) -> float:
         if not self.latencies:
@@ -314,7 +330,7 @@ def run_load(name: str, tool: str, platform: BenchPlatform, launches: int, concu
                 user = str(FIRST_USER + n % USERS)
                 start = time.perf_counter()
                 try:
-                    round_trip(session, tool, platform, user)
+                    times = round_trip(session, tool, platform, user)
                 except (StepError, requests.RequestException) as e:
                     with lock:
                         result.errors[_error_kind(e)] += 1
@@ -322,6 +338,8 @@ def run_load(name: str, tool: str, platform: BenchPlatform, launches: int, concu
                     elapsed = time.perf_counter() - start
                     with lock:
                         result.latencies.append(elapsed)
+                        for i, seconds in enumerate(times):
+                            result.step_seconds[i] += seconds
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
     start = time.perf_counter()
@@ -635,10 +653,19 @@ def summarize_log(path: Path, limit: int = 8) -> list[str]:
     return lines or ["no errors or warnings logged"]
 
 
+def git_revision() -> str:
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown revision"
+    return done.stdout.strip() or "unknown revision"
+
+
 def print_settings(args: argparse.Namespace, run: Run) -> None:
     database = ("SQLite (temporary instance folder)" if not args.database_url
                 else f"PostgreSQL, fresh database {run.database_url.rsplit('/', 1)[-1]}")
-    print("LTI launch benchmark")
+    print(f"LTI launch benchmark, tool at {git_revision()}")
     print(f"  machine     {os.cpu_count()} cores, {host_platform.platform()}, "
           f"Python {host_platform.python_version()}")
     print(f"  launches    {args.launches} measured after {WARMUP} warm-up, per tool")
@@ -659,6 +686,10 @@ def print_results(results: list[LoadResult], sql: dict[str, Counter]) -> None:
               f"{r.seconds:8.1f}")
         if r.done < r.planned:
             print(f"{'':10} stopped after {PHASE_TIME_LIMIT} s: {r.done} of {r.planned} done")
+    print("\nmean ms per step of the successful round trips:")
+    print(f"{'':10}" + "".join(f"{name:>24}" for name in STEPS))
+    for r in results:
+        print(f"{r.name:10}" + "".join(f"{ms:24.1f}" for ms in r.step_means_ms()))
     tool, baseline = results
     if baseline.rate:
         print(f"\ntool / baseline launches/s: {tool.rate / baseline.rate:.2f}")

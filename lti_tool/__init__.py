@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, abort
 
 from . import admin, audit, cli, health, launch, media, security
 from .config import from_env
@@ -54,6 +54,11 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     cache.init_app(app)
     login_manager.user_loader(load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+
+
+def _unauthorized():
+    abort(401, description="Please open the media tool again from your course.")
 
 
 def register_blueprints(app: Flask) -> None:

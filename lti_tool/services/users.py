@@ -25,6 +25,22 @@ def get_user_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username == username))
 
 
+def authenticate(username: str, password: str) -> User | None:
+    """The active local account with this username and password, else None."""
+    user = get_user_by_username(username)
+    if user is None or not user.active or not user.check_password(password):
+        log.info("Failed sign-in for %r", username[:150])
+        return None
+    return user
+
+
+def is_safe_next(target: str | None) -> bool:
+    """Only a local path may follow a sign-in: one leading slash, no scheme, host or controls."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return False
+    return not any(ord(c) < 32 or c == "\\" for c in target)
+
+
 def check_password_strength(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ValidationError(
