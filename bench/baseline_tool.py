@@ -11,8 +11,8 @@ Everything comes from the JSON file named by BASELINE_CONFIG (written by `launch
      "secret_key": ..., "redis_url": ... or null, "cache_dir": ..., "cache_key_prefix": ...}
 
 Launch data, state and nonces live in a Flask-Caching cache that every worker shares: Redis when
-`redis_url` is set, otherwise a FileSystemCache in `cache_dir`. Serve it with
-`gunicorn -c ../gunicorn.conf.py -w 2 baseline_tool:app` from this folder.
+`redis_url` is set, otherwise a FileSystemCache in `cache_dir` (without an entry threshold).
+Serve it with `gunicorn -c ../gunicorn.conf.py -w 2 baseline_tool:app` from this folder.
 """
 
 import html
@@ -61,7 +61,10 @@ def make_cache(app: Flask, settings: dict) -> Cache:
     if settings.get("redis_url"):
         config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings["redis_url"]}
     else:
-        config = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": settings["cache_dir"]}
+        # No threshold: past it cachelib scans every file on each write and evicts entries
+        # (the cached platform keys first), which would measure cachelib, not PyLTI1p3.
+        config = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": settings["cache_dir"],
+                  "CACHE_THRESHOLD": 0}
     config |= {"CACHE_DEFAULT_TIMEOUT": 300, "CACHE_KEY_PREFIX": settings["cache_key_prefix"]}
     return Cache(app, config=config)
 

@@ -288,6 +288,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     step_seconds: list[float] = field(default_factory=lambda: [0.0] * len(STEPS))
+    server_cpu: float = 0.0  # CPU seconds of gunicorn and its workers
+    client_cpu: float = 0.0  # CPU seconds of this process: the clients and the platform
     log_summary: list[str] = field(default_factory=list)
 
     @property
@@ -386,8 +388,9 @@ def flask_cli(env: dict[str, str], *args: str) -> str:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[str]:
-    """Serve `app` with the tool's gunicorn.conf.py and two workers; yield its base URL."""
+def gunicorn(app: str, cwd: Path, env: dict[str, str],
+             log: Path) -> Iterator[tuple[str, int]]:
+    """Serve `app` with the tool's gunicorn.conf.py and two workers; yield its URL and pid."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-w", str(WORKERS),
                "-b", f"127.0.0.1:{port}", app]
@@ -397,7 +400,7 @@ def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[st
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, process, log)
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         try:
@@ -405,6 +408,20 @@ def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (Linux /proc; else 0)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for p in [str(pid), *children]:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return total
 
 
 def wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
@@ -523,13 +540,16 @@ def prepare_baseline(run: Run) -> dict[str, str]:
 def measure(run: Run, name: str, app: str, cwd: Path, env: dict[str, str]) -> LoadResult:
     """Serve one tool, warm it up, then time the launches."""
     log = run.tmp / f"{name}.log"
-    with gunicorn(app, cwd, env, log) as base:
+    with gunicorn(app, cwd, env, log) as (base, pid):
         run.platform.redirect_uris.add(f"{base}/lti/launch")
         warm = run_load(name, base, run.platform, WARMUP, run.args.concurrency)
         if warm.errors:
             print(f"  {name} warm-up errors: {dict(warm.errors)}")
+        server, client = tree_cpu_seconds(pid), time.process_time()
         result = run_load(name, base, run.platform, run.args.launches, run.args.concurrency,
                           first=WARMUP)
+        result.server_cpu = tree_cpu_seconds(pid) - server
+        result.client_cpu = time.process_time() - client
     result.log_summary = summarize_log(log)
     return result
 
@@ -671,7 +691,9 @@ def print_settings(args: argparse.Namespace, run: Run) -> None:
     print(f"  launches    {args.launches} measured after {WARMUP} warm-up, per tool")
     print(f"  clients     {args.concurrency} concurrent, {USERS} distinct users in turn")
     print(f"  database    {database}")
-    print(f"  cache       {'Redis ' + args.redis_url if args.redis_url else 'file cache'}")
+    cache = ("Redis " + args.redis_url if args.redis_url
+             else "files (tool: its default; baseline: FileSystemCache, no threshold)")
+    print(f"  cache       {cache}")
     print(f"  servers     gunicorn -c gunicorn.conf.py -w {WORKERS} (tool: wsgi:app, "
           "baseline: bench/baseline_tool.py)")
     print()
@@ -679,13 +701,17 @@ def print_settings(args: argparse.Namespace, run: Run) -> None:
 
 def print_results(results: list[LoadResult], sql: dict[str, Counter]) -> None:
     print(f"{'':10} {'launches/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'ok':>6} {'errors':>6} {'seconds':>8}")
+          f"{'ok':>6} {'errors':>6} {'seconds':>8} {'server CPU ms':>14} {'bench CPU ms':>13}")
     for r in results:
+        per_launch = 1000 / (r.done or 1)
         print(f"{r.name:10} {r.rate:10.1f} {r.percentile(50):8.0f} {r.percentile(95):8.0f} "
               f"{r.percentile(99):8.0f} {len(r.latencies):6} {sum(r.errors.values()):6} "
-              f"{r.seconds:8.1f}")
+              f"{r.seconds:8.1f} {r.server_cpu * per_launch:14.1f} "
+              f"{r.client_cpu * per_launch:13.1f}")
         if r.done < r.planned:
             print(f"{'':10} stopped after {PHASE_TIME_LIMIT} s: {r.done} of {r.planned} done")
+    print("(CPU ms per round trip: the server is gunicorn and its workers, without the database "
+          "and Redis;\n the bench is this process: the clients and the platform)")
     print("\nmean ms per step of the successful round trips:")
     print(f"{'':10}" + "".join(f"{name:>24}" for name in STEPS))
     for r in results:

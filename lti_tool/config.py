@@ -42,9 +42,15 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).
     if redis_url:
-        config |= {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url}
+        config |= {
+            "CACHE_TYPE": "lti_tool.cache_backends.AtomicRedisCache",
+            "CACHE_REDIS_URL": redis_url,
+        }
     else:
-        config |= {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(instance / "cache")}
+        config |= {
+            "CACHE_TYPE": "lti_tool.cache_backends.SharedFileSystemCache",
+            "CACHE_DIR": str(instance / "cache"),
+        }
     config["CACHE_DEFAULT_TIMEOUT"] = 300
     config["CACHE_KEY_PREFIX"] = env.get("CACHE_KEY_PREFIX", "lti_tool:")
     return config

@@ -48,7 +48,7 @@ def test_defaults_live_in_the_instance_folder(instance_path):
     config = from_env(instance_path, {})
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance_path}/lti_tool.sqlite3"
     assert config["MEDIA_ROOT"] == f"{instance_path}/media"
-    assert config["CACHE_TYPE"] == "FileSystemCache"
+    assert config["CACHE_TYPE"] == "lti_tool.cache_backends.SharedFileSystemCache"
     assert config["TRUSTED_PROXIES"] == 0
 
 
@@ -64,7 +64,7 @@ def test_environment_settings_are_read(instance_path):
         },
     )
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://tool@db.example.edu/lti"
-    assert config["CACHE_TYPE"] == "RedisCache"
+    assert config["CACHE_TYPE"] == "lti_tool.cache_backends.AtomicRedisCache"
     assert config["CACHE_REDIS_URL"] == "redis://cache.example.edu:6379/2"
     assert config["MEDIA_ROOT"] == "/srv/media"
     assert config["TRUSTED_PROXIES"] == 2

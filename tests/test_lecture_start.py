@@ -32,7 +32,7 @@ def count(db, model) -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(model))
 
 
-def launch_all(lms, base: str, overrides: list[dict]) -> list[int]:
+def launch_all(lms, base: str, overrides: list[dict], db) -> list[int]:
     barrier = threading.Barrier(len(overrides))
 
     def one(claims: dict) -> int:
@@ -40,12 +40,18 @@ def launch_all(lms, base: str, overrides: list[dict]) -> list[int]:
             return http_launch(lms, base, browser, barrier, **claims).status_code
 
     with ThreadPoolExecutor(max_workers=len(overrides)) as pool:
-        return list(pool.map(one, overrides))
+        statuses = list(pool.map(one, overrides))
+    if set(statuses) != {303}:
+        failures = db.session.scalars(
+            sa.select(LTILaunchLog.error_message).where(LTILaunchLog.success.is_(False))
+        ).all()
+        print("failed launches:", failures)
+    return statuses
 
 
 def test_fifty_new_students_enter_a_new_course_at_once(served, lms, db):
     students = [{"sub": f"s{n}", "ext": {"user_username": f"student{n}"}} for n in range(50)]
-    assert launch_all(lms, served, students) == [303] * 50
+    assert launch_all(lms, served, students, db) == [303] * 50
     db.session.expire_all()
     assert count(db, Category) == 1 and count(db, RBACGroup) == 1
     assert count(db, LTIUserMapping) == 50 and count(db, User) == 50
@@ -56,7 +62,7 @@ def test_fifty_new_students_enter_a_new_course_at_once(served, lms, db):
 
 
 def test_ten_first_launches_of_one_new_student_make_one_account(served, lms, db):
-    assert launch_all(lms, served, [{"sub": "same-student"}] * 10) == [303] * 10
+    assert launch_all(lms, served, [{"sub": "same-student"}] * 10, db) == [303] * 10
     db.session.expire_all()
     assert count(db, User) == 1 and count(db, LTIUserMapping) == 1
     assert count(db, RBACMembership) == 1
