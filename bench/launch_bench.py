@@ -775,4 +775,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped and temporary data removed", file=sys.stderr)
+        sys.exit(130)
