@@ -6,6 +6,7 @@ page a browser would pass), the redirect to the platform's auth URL, and the id_
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
@@ -41,19 +42,36 @@ def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
     return jwk | {"kid": kid, "alg": "RS256", "use": "sig"}
 
 
-class JWKSServer:
-    """Serves the platform's keyset on a loopback port; `mode` simulates outages."""
+class PlatformServer:
+    """The platform's web side on a loopback port: its JWKS, and for browser tests a course page
+    that frames the tool, and the OIDC auth endpoint answering with an auto-submitted id_token.
+
+    `mode` simulates keyset outages: ok | error | junk | empty | slow.
+    """
 
     def __init__(self, platform: TestPlatform):
         self.platform = platform
-        self.mode = "ok"  # ok | error | junk | empty | slow
+        self.mode = "ok"
         self.delay = 6.0  # seconds a slow answer takes
-        self.requests = 0
+        self.requests = 0  # keyset requests
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                server.requests += 1
+                path, _, query = self.path.partition("?")
+                if path == "/mod/lti/certs.php":
+                    server.requests += 1
+                    return self.keyset()
+                if path == "/mod/lti/auth.php":
+                    return self.html(server.platform.auth_response(parse_qs(query)))
+                if path == "/course":
+                    return self.html(server.platform.course_page())
+                if path == "/launch-form":
+                    return self.html(server.platform.login_form())
+                self.send_response(404)
+                self.end_headers()
+
+            def keyset(self):
                 if server.mode == "slow":
                     time.sleep(server.delay)
                 if server.mode == "error":
@@ -64,8 +82,14 @@ class JWKSServer:
                     "junk": b"<html>not json</html>",
                     "empty": b'{"keys": []}',
                 }.get(server.mode) or json.dumps(server.platform.jwks()).encode()
+                self.send(body, "application/json")
+
+            def html(self, text: str):
+                self.send(text.encode(), "text/html; charset=utf-8")
+
+            def send(self, body: bytes, content_type: str):
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -75,7 +99,8 @@ class JWKSServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mod/lti/certs.php"
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/mod/lti/certs.php"
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -109,18 +134,20 @@ class TestPlatform:
 
     def __init__(
         self,
-        issuer: str = "https://lms.example.edu",
+        issuer: str | None = "https://lms.example.edu",
         client_id: str = "Xq7Lm2Pz9Rt4Wv1",
         deployment_id: str = "5",
     ):
-        self.issuer = issuer
+        """Without an issuer the platform is its own web server (http://localhost:PORT)."""
         self.client_id = client_id
         self.deployment_id = deployment_id
         self.key = rsa_key(0)
         self.kid = "moodle-key-1"
         self.published: list[tuple[rsa.RSAPrivateKey, str]] = [(self.key, self.kid)]
-        self.server = JWKSServer(self)
+        self.server = PlatformServer(self)
+        self.issuer = issuer or f"http://localhost:{self.server.port}"
         self.platform = None
+        self.tool_url = ""  # where the browser-facing pages send the browser (browser tests)
 
     # keys
 
@@ -250,6 +277,36 @@ class TestPlatform:
             token = self.sign(self.claims(nonce=login.nonce, **claim_overrides))
         data = {"id_token": token, "state": login.state if state is None else state}
         return client.post("/lti/launch", data=data)
+
+    # pages a browser sees on the platform (browser tests)
+
+    def course_page(self) -> str:
+        return (
+            "<!doctype html><title>Modern History</title><h1>Course: Modern History</h1>"
+            '<iframe id="tool" src="/launch-form" width="900" height="600"></iframe>'
+        )
+
+    def login_form(self) -> str:
+        """Moodle's auto-submitted third-party login, inside the iframe."""
+        return self._autosubmit(f"{self.tool_url}/lti/login", self.login_params())
+
+    def auth_response(self, query: dict[str, list[str]]) -> str:
+        """Moodle's auth.php: an auto-submitted id_token for the signed-in user."""
+        param = {k: v[0] for k, v in query.items()}
+        assert param["redirect_uri"] == f"{self.tool_url}/lti/launch", param["redirect_uri"]
+        token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"]))
+        return self._autosubmit(param["redirect_uri"], {"id_token": token, "state": param["state"]})
+
+    @staticmethod
+    def _autosubmit(action: str, fields: dict[str, str]) -> str:
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+        )
+        return (
+            f'<!doctype html><form id="f" method="post" action="{html.escape(action)}">'
+            f"{inputs}</form><script>document.getElementById('f').submit()</script>"
+        )
 
 
 def http_launch(platform: TestPlatform, base: str, session, barrier=None, **claim_overrides):

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin
+from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
 from pylti1p3.exception import LtiException, OIDCException
 from sqlalchemy import select
 
@@ -38,6 +39,20 @@ _parsed_keys: dict[tuple[str, str], Any] = {}
 # Login
 
 
+class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
+    """PyLTI1p3's cookie check page, testing a Partitioned cookie on https.
+
+    Browsers that block third-party cookies still keep partitioned ones (CHIPS), and the tool's
+    own cookies are partitioned, so that is the cookie worth testing; PyLTI1p3 tests an
+    unpartitioned one and would send every such browser to a new window.
+    """
+
+    def get_js_block(self) -> str:
+        return super().get_js_block().replace(
+            "cookie + '; SameSite=None; secure'", "cookie + '; SameSite=None; secure; Partitioned'"
+        )
+
+
 class ToolOIDCLogin(FlaskOIDCLogin):
     """PyLTI1p3's login with random state and nonce from `secrets`, bound to each other.
 
@@ -56,6 +71,20 @@ class ToolOIDCLogin(FlaskOIDCLogin):
 
     def _generate_nonce(self) -> str:
         return secrets.token_urlsafe(32)
+
+    def get_cookies_allowed_js_check(self) -> str:
+        params = {"lti1p3_new_window": "1"}
+        for name in ("iss", "login_hint", "target_link_uri", "lti_message_hint",
+                     "lti_deployment_id", "client_id"):
+            if value := self._get_request_param(name):
+                params[name] = value
+        return PartitionedCookieCheckPage(
+            params,
+            "https" if self._request.is_secure() else "http",
+            self._cookies_unavailable_msg_main_text,
+            self._cookies_unavailable_msg_click_text,
+            self._cookies_check_loading_text,
+        ).get_html()
 
     def _prepare_redirect_url(self, launch_url: str) -> str:
         url = super()._prepare_redirect_url(launch_url)

@@ -1,0 +1,115 @@
+"""A real headless Chromium opens the tool inside a course page of the test LMS.
+
+The tool is served over https by gunicorn; the LMS is another site (http://localhost), so the
+tool is a third party in its iframe, as in production.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from .lms import TestPlatform
+from .server import self_signed_certificate, serve
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+    reason="Debian's chromium and chromium-driver are not installed (make test installs them)",
+)
+
+
+@pytest.fixture
+def site_lms(db):
+    """A test LMS that is its own web site: course page, login form, auth endpoint, JWKS."""
+    platform = TestPlatform(issuer=None)
+    platform.register(db)
+    yield platform
+    platform.server.close()
+
+
+@pytest.fixture
+def tool_url(app, site_lms, migrated, tmp_path):
+    with serve(migrated, tmp_path / "instance", tls=self_signed_certificate(tmp_path)) as base:
+        site_lms.tool_url = base
+        yield base
+
+
+def chrome(block_cookies_of: tuple[str, str] | None = None):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 "--ignore-certificate-errors"):
+        options.add_argument(flag)
+    if block_cookies_of:
+        # The tool's cookies blocked while it is framed by the LMS, partitioned ones included,
+        # as in a browser that keeps no third-party cookies at all.
+        tool, lms = block_cookies_of
+        options.add_experimental_option("prefs", {
+            "profile.content_settings.exceptions.cookies": {f"{tool},{lms}": {"setting": 2}},
+        })
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser_factory():
+    drivers = []
+
+    def make(**kwargs):
+        drivers.append(chrome(**kwargs))
+        return drivers[-1]
+
+    yield make
+    for driver in drivers:
+        driver.quit()
+
+
+def wait_for_text(driver, text: str, seconds: float = 20) -> str:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, seconds).until(
+            lambda d: text in d.find_element(By.TAG_NAME, "body").text
+        )
+    except TimeoutException:
+        where = driver.execute_script("return location.href")
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        message = f"{text!r} never appeared; at {where} the page says {shown!r}"
+        raise AssertionError(message) from None
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_a_student_opens_the_tool_inside_the_course_page(browser_factory, site_lms, tool_url):
+    from selenium.webdriver.common.by import By
+
+    driver = browser_factory()
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    text = wait_for_text(driver, "Your role in this course")
+    assert "Modern History" in text and "member" in text
+    assert driver.execute_script("return location.href").startswith(f"{tool_url}/media/category/")
+
+
+def test_with_third_party_cookies_blocked_the_tool_continues_in_a_new_window(
+    browser_factory, site_lms, tool_url
+):
+    from selenium.webdriver.common.by import By
+
+    driver = browser_factory(block_cookies_of=(tool_url, site_lms.issuer))
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    wait_for_text(driver, "Open the media tool in a new window")
+    driver.find_element(By.ID, "lti1p3-new-tab-link").click()
+    new_window = [h for h in driver.window_handles if h != driver.current_window_handle][0]
+    driver.switch_to.window(new_window)
+    text = wait_for_text(driver, "Your role in this course")
+    assert "Modern History" in text
