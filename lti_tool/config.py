@@ -23,12 +23,13 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
     instance = Path(instance_path)
     redis_url = env.get("REDIS_URL") or None
 
+    database = database_url(env.get("DATABASE_URL") or f"sqlite:///{instance / 'lti_tool.sqlite3'}")
     config: dict[str, Any] = {
         "SECRET_KEY": env.get("SECRET_KEY") or _instance_secret_key(instance),
-        "SQLALCHEMY_DATABASE_URI": database_url(
-            env.get("DATABASE_URL") or f"sqlite:///{instance / 'lti_tool.sqlite3'}"
-        ),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_DATABASE_URI": database,
+        # A server connection may have been dropped while idle: test it before use. A SQLite
+        # file cannot go away, so it skips the extra statement.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database.startswith("sqlite")},
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),

@@ -36,9 +36,15 @@ cache = Cache()
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # SQLite ignores ON DELETE rules unless foreign keys are switched on per connection;
-    # the busy timeout lets several gunicorn workers wait for the file's write lock.
+    # the busy timeout lets several gunicorn workers wait for the file's write lock, and WAL
+    # lets them read while one writes (it stays set in the file once one connection sets it).
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            pass  # another connection is switching it right now
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

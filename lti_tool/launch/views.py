@@ -22,14 +22,14 @@ def login():
     """Third-party-initiated login: check cookies, then send the browser to the platform."""
     values = request.values
     try:
-        response = launches.start_login(
+        response, platform = launches.start_login(
             lti_context(),
             {name: values.get(name) for name in LOGIN_PARAMS},
             url_for(".launch", _external=True),
         )
     except LaunchError as error:
         return _refuse(error)
-    allow_framing_by(*platforms.frame_origins())
+    allow_framing_by(*platforms.frame_origins(platform))
     return response
 
 

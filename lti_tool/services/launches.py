@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin
+from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin, FlaskSessionService
 from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
 from pylti1p3.exception import LtiException, OIDCException
 from sqlalchemy import select
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LEEWAY = 60  # seconds; Moodle's id_tokens live 60 s, clocks drift, browsers take time
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
+LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
 USED_NONCE_TTL = 3600
 LOGIN_KEY = "lti-login:"
 USED_NONCE_KEY = "lti-used-nonce:"
@@ -53,6 +54,23 @@ class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
         )
 
 
+class ToolSessionService(FlaskSessionService):
+    """PyLTI1p3's bookkeeping minus what our own checks replace.
+
+    The nonce is stored with its state by ToolOIDCLogin and consumed by ToolMessageLaunch, and
+    a state is never "valid" twice, so PyLTI1p3's nonce and state-validity records are not
+    written; launch data lives LAUNCH_DATA_TTL, not a day.
+    """
+
+    _launch_data_lifetime = LAUNCH_DATA_TTL
+
+    def save_nonce(self, nonce: str) -> None:
+        pass
+
+    def set_state_valid(self, state: str, id_token_hash: str) -> None:
+        pass
+
+
 class ToolOIDCLogin(FlaskOIDCLogin):
     """PyLTI1p3's login with random state and nonce from `secrets`, bound to each other.
 
@@ -62,7 +80,11 @@ class ToolOIDCLogin(FlaskOIDCLogin):
 
     def __init__(self, ctx: LTIContext, platform: LTIPlatform):
         super().__init__(
-            ctx.request, ctx.tool_conf, cookie_service=ctx.cookies, launch_data_storage=ctx.storage
+            ctx.request,
+            ctx.tool_conf,
+            session_service=ToolSessionService(ctx.request),
+            cookie_service=ctx.cookies,
+            launch_data_storage=ctx.storage,
         )
         self._platform = platform
 
@@ -101,6 +123,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
 def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str):
     """Answer a third-party-initiated login: the cookie check page, or the redirect to the LMS.
 
+    Returns the response and the platform it is for.
+
     Refuses an unknown or inactive platform and, when the login names one, an unknown
     deployment, before the browser goes to the platform. Raises LaunchError.
     """
@@ -120,6 +144,7 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
     if error is not None:
         error.platform = platform
         raise error
+    ctx.tool_conf.remember(platform)
     login = ToolOIDCLogin(ctx, platform)
     login.enable_check_cookies(
         main_msg="Your browser blocks the cookies the media tool needs inside this page.",
@@ -127,7 +152,7 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
         loading_msg="Loading the media tool…",
     )
     try:
-        return login.redirect(launch_url)
+        return login.redirect(launch_url), platform
     except (LtiException, OIDCException) as e:
         error = LaunchError("unknown_platform", str(e))
         error.platform = platform
@@ -146,7 +171,12 @@ class ToolMessageLaunch(FlaskMessageLaunch):
     """
 
     def __init__(self, ctx: LTIContext):
-        super().__init__(ctx.request, ctx.tool_conf, cookie_service=ctx.cookies)
+        super().__init__(
+            ctx.request,
+            ctx.tool_conf,
+            session_service=ToolSessionService(ctx.request),
+            cookie_service=ctx.cookies,
+        )
         self._ctx = ctx
         self.platform: LTIPlatform | None = None
         self._login: dict[str, Any] | None = None

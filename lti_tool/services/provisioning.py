@@ -289,10 +289,19 @@ def _resource_link(
     group: RBACGroup | None,
     now: datetime,
 ) -> tuple[int, int | None]:
-    """Upsert the link and count the launch in one atomic statement; return (id, media id)."""
+    """Count the launch on the link in one atomic statement, creating the link the first time.
+
+    Returns (link id, media id). The UPDATE serves every launch but a link's first; the first
+    inserts, and a concurrent first launch that loses the insert race counts itself in the
+    conflict clause, so no launch is lost.
+    """
     context = data.get(c.CONTEXT) if isinstance(data.get(c.CONTEXT), dict) else {}
     link = data[c.RESOURCE_LINK]
-    media_id = _custom_media_id(data.get(c.CUSTOM))
+    key = {
+        "platform_id": platform.id,
+        "context_id": str(context.get("id") or "")[:255],
+        "resource_link_id": str(link["id"])[:255],
+    }
     values = {
         "context_title": _str(context.get("title")),
         "context_label": _str(context.get("label"), 100),
@@ -301,23 +310,26 @@ def _resource_link(
         "rbac_group_id": group.id if group else None,
         "last_launch": now,
     }
+    media_id = _custom_media_id(data.get(c.CUSTOM))
     if media_id is not None:
         values["media_id"] = media_id
-    stmt = _insert(LTIResourceLink).values(
-        platform_id=platform.id,
-        context_id=str(context.get("id") or "")[:255],
-        resource_link_id=str(link["id"])[:255],
-        created_at=now,
-        launch_count=1,
-        **values,
-    )
     table = LTIResourceLink.__table__
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["platform_id", "context_id", "resource_link_id"],
-        set_={**{k: stmt.excluded[k] for k in values}, "launch_count": table.c.launch_count + 1},
-    ).returning(LTIResourceLink.id, LTIResourceLink.media_id)
-    link_id, stored_media_id = db.session.execute(stmt).one()
-    return link_id, stored_media_id
+    row = db.session.execute(
+        update(table)
+        .where(*(table.c[name] == value for name, value in key.items()))
+        .values(launch_count=table.c.launch_count + 1, **values)
+        .returning(table.c.id, table.c.media_id)
+    ).first()
+    if row is None:
+        stmt = _insert(table).values(created_at=now, launch_count=1, **key, **values)
+        row = db.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(key),
+                set_={**{k: stmt.excluded[k] for k in values},
+                      "launch_count": table.c.launch_count + 1},
+            ).returning(table.c.id, table.c.media_id)
+        ).one()
+    return row[0], row[1]
 
 
 def _custom_media_id(custom: Any) -> int | None:
