@@ -11,3 +11,6 @@ accesslog = "-"
 secure_scheme_headers: dict[str, str] = {}
 # No control socket: a second instance (tests, a second site) must not collide on its path.
 control_socket_disable = True
+# Threads let a worker serve another request while one waits on the database, Redis or a
+# platform's keyset.
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))

@@ -247,8 +247,8 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         if not token:
             raise LaunchError("malformed_token", "The launch has no id_token.", detail="none sent.")
         try:
-            header = jwt.get_unverified_header(token)
-            body = jwt.decode(token, options={"verify_signature": False})
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
+            header, body = unverified["header"], unverified["payload"]
         except jwt.PyJWTError as e:
             raise LaunchError(
                 "malformed_token", f"The id_token is not a JWT ({e}).", detail=f"{e}."

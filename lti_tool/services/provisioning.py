@@ -209,16 +209,7 @@ def _course(
         return None, None
     context_id = str(context["id"])[:255]
     title = _str(context.get("title")) or _str(context.get("label")) or f"Course {context_id}"
-    category = db.session.scalar(
-        select(Category).where(
-            Category.platform_id == platform.id, Category.lti_context_id == context_id
-        )
-    )
-    group = db.session.scalar(
-        select(RBACGroup).where(
-            RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
-        )
-    )
+    category, group = _find_course(platform, context_id)
     if category is None or group is None:
         if not platform.auto_create_categories:
             return category, group
@@ -228,6 +219,30 @@ def _course(
     if group.name != title:
         group.name = title
     return category, group
+
+
+def _find_course(
+    platform: LTIPlatform, context_id: str
+) -> tuple[Category | None, RBACGroup | None]:
+    """The course's category and group, in one query (either may be missing)."""
+    row = db.session.execute(
+        select(Category, RBACGroup)
+        .select_from(Category)
+        .outerjoin(
+            RBACGroup,
+            (RBACGroup.platform_id == Category.platform_id)
+            & (RBACGroup.lti_context_id == Category.lti_context_id),
+        )
+        .where(Category.platform_id == platform.id, Category.lti_context_id == context_id)
+    ).first()
+    if row is not None and row[1] is not None:
+        return row[0], row[1]
+    group = db.session.scalar(
+        select(RBACGroup).where(
+            RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
+        )
+    )
+    return (row[0] if row else None), group
 
 
 def _create_course(platform: LTIPlatform, context_id: str, title: str):
@@ -241,16 +256,7 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
             .values(platform_id=platform.id, lti_context_id=context_id, created_at=now, **values)
             .on_conflict_do_nothing(index_elements=["platform_id", "lti_context_id"])
         )
-    category = db.session.scalar(
-        select(Category).where(
-            Category.platform_id == platform.id, Category.lti_context_id == context_id
-        )
-    )
-    group = db.session.scalar(
-        select(RBACGroup).where(
-            RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
-        )
-    )
+    category, group = _find_course(platform, context_id)
     db.session.execute(
         _insert(rbac_group_category)
         .values(rbac_group_id=group.id, category_id=category.id)
