@@ -101,6 +101,27 @@ def test_retire_refuses_what_cannot_be_retired(runner, which, fragment):
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_kids_never_start_with_a_dash(app, db, monkeypatch):
+    """A kid is typed as a command argument (`keys retire KID`): "-x…" would read as an option.
+
+    Key generation is fed a key whose thumbprint starts with "-" first (found among quick
+    1024-bit keys), then an ordinary one: the dashed one must be passed over.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwcrypto.jwk import JWK
+
+    def thumbprint(key) -> str:
+        return JWK.from_pyca(key).thumbprint()
+
+    dashed = next(k for k in iter(lambda: rsa.generate_private_key(65537, 1024), None)
+                  if thumbprint(k).startswith("-"))
+    plain = rsa.generate_private_key(65537, 1024)
+    supply = iter([dashed, plain])
+    monkeypatch.setattr(keys.rsa, "generate_private_key", lambda **kwargs: next(supply))
+    assert keys.rotate_key().kid == thumbprint(plain)
+    db.session.rollback()
+
+
 def test_keys_list_when_there_are_none(runner):
     result = runner.invoke(args=["keys", "list"])
     assert result.exit_code == 0

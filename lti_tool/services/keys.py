@@ -36,14 +36,19 @@ def _fernet() -> Fernet:
 
 
 def _new_key(current: bool) -> ToolKey:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    jwk = JWK.from_pem(pem)
-    kid = jwk.thumbprint()
+    while True:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        jwk = JWK.from_pem(pem)
+        kid = jwk.thumbprint()
+        # One key in 64 has a thumbprint starting with "-", which a command line would read
+        # as an option (`keys retire KID`): make another.
+        if not kid.startswith("-"):
+            break
     public_jwk = jwk.export_public(as_dict=True) | {"kid": kid, "alg": "RS256", "use": "sig"}
     key = ToolKey(
         kid=kid,
