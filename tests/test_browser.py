@@ -59,7 +59,8 @@ def chrome(block_cookies_of: tuple[str, str] | None = None):
 
 
 @pytest.fixture
-def browser_factory():
+def browser_factory(tool_url):
+    """Browsers quit before the tool stops (gunicorn would wait on their open connections)."""
     drivers = []
 
     def make(**kwargs):

@@ -6,7 +6,7 @@ from flask_login import login_user
 from ..errors import LaunchError
 from ..extensions import db
 from ..security import allow_framing_by
-from ..services import doctor, keys, launches, platforms
+from ..services import doctor, keys, launches, oidc, platforms
 from ..services.claims import LAUNCH_PRESENTATION, ROLES
 from ..services.roles import map_roles
 from ..services.tool_conf import lti_context
@@ -22,7 +22,7 @@ def login():
     """Third-party-initiated login: check cookies, then send the browser to the platform."""
     values = request.values
     try:
-        response, platform = launches.start_login(
+        response, platform = oidc.start_login(
             lti_context(),
             {name: values.get(name) for name in LOGIN_PARAMS},
             url_for(".launch", _external=True),

@@ -1,19 +1,16 @@
-"""OIDC login and message launch on PyLTI1p3, with the checks PyLTI1p3 2.0.0 lacks, and the log."""
+"""The message launch on PyLTI1p3, with the checks PyLTI1p3 2.0.0 lacks, and the launch log."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin, FlaskSessionService
-from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
-from pylti1p3.exception import LtiException, OIDCException
+from pylti1p3.contrib.flask import FlaskMessageLaunch
+from pylti1p3.exception import LtiException
 from sqlalchemy import select
 
 from ..errors import LaunchError
@@ -22,144 +19,17 @@ from ..models import LaunchType, LTILaunchLog, LTIPlatform
 from . import claims as c
 from . import jwks
 from .claims import sanitize
+from .oidc import LOGIN_KEY
 from .provisioning import Provisioned, provision_launch
-from .tool_conf import LTIContext, find_platform
+from .tool_conf import LTIContext, ToolSessionService, find_platform
 
 log = logging.getLogger(__name__)
 
 LEEWAY = 60  # seconds; Moodle's id_tokens live 60 s, clocks drift, browsers take time
-LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
-LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
 USED_NONCE_TTL = 3600
-LOGIN_KEY = "lti-login:"
 USED_NONCE_KEY = "lti-used-nonce:"
 
 _parsed_keys: dict[tuple[str, str], Any] = {}
-
-
-# Login
-
-
-class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
-    """PyLTI1p3's cookie check page, testing a Partitioned cookie on https.
-
-    Browsers that block third-party cookies still keep partitioned ones (CHIPS), and the tool's
-    own cookies are partitioned, so that is the cookie worth testing; PyLTI1p3 tests an
-    unpartitioned one and would send every such browser to a new window.
-    """
-
-    def get_js_block(self) -> str:
-        return super().get_js_block().replace(
-            "cookie + '; SameSite=None; secure'", "cookie + '; SameSite=None; secure; Partitioned'"
-        )
-
-
-class ToolSessionService(FlaskSessionService):
-    """PyLTI1p3's bookkeeping minus what our own checks replace.
-
-    The nonce is stored with its state by ToolOIDCLogin and consumed by ToolMessageLaunch, and
-    a state is never "valid" twice, so PyLTI1p3's nonce and state-validity records are not
-    written; launch data lives LAUNCH_DATA_TTL, not a day.
-    """
-
-    _launch_data_lifetime = LAUNCH_DATA_TTL
-
-    def save_nonce(self, nonce: str) -> None:
-        pass
-
-    def set_state_valid(self, state: str, id_token_hash: str) -> None:
-        pass
-
-
-class ToolOIDCLogin(FlaskOIDCLogin):
-    """PyLTI1p3's login with random state and nonce from `secrets`, bound to each other.
-
-    The pair is stored under the state in the shared cache; the state is also set as a cookie
-    in the browser (by PyLTI1p3), so the launch must come back to the same browser.
-    """
-
-    def __init__(self, ctx: LTIContext, platform: LTIPlatform):
-        super().__init__(
-            ctx.request,
-            ctx.tool_conf,
-            session_service=ToolSessionService(ctx.request),
-            cookie_service=ctx.cookies,
-            launch_data_storage=ctx.storage,
-        )
-        self._platform = platform
-
-    def _get_uuid(self) -> str:
-        return secrets.token_urlsafe(24)
-
-    def _generate_nonce(self) -> str:
-        return secrets.token_urlsafe(32)
-
-    def get_cookies_allowed_js_check(self) -> str:
-        params = {"lti1p3_new_window": "1"}
-        for name in ("iss", "login_hint", "target_link_uri", "lti_message_hint",
-                     "lti_deployment_id", "client_id"):
-            if value := self._get_request_param(name):
-                params[name] = value
-        return PartitionedCookieCheckPage(
-            params,
-            "https" if self._request.is_secure() else "http",
-            self._cookies_unavailable_msg_main_text,
-            self._cookies_unavailable_msg_click_text,
-            self._cookies_check_loading_text,
-        ).get_html()
-
-    def _prepare_redirect_url(self, launch_url: str) -> str:
-        url = super()._prepare_redirect_url(launch_url)
-        query = parse_qs(urlsplit(url).query)
-        state, nonce = query["state"][0], query["nonce"][0]
-        cache.set(
-            LOGIN_KEY + state,
-            {"nonce": nonce, "platform_id": self._platform.id},
-            timeout=LOGIN_TTL,
-        )
-        return url
-
-
-def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str):
-    """Answer a third-party-initiated login: the cookie check page, or the redirect to the LMS.
-
-    Returns the response and the platform it is for.
-
-    Refuses an unknown or inactive platform and, when the login names one, an unknown
-    deployment, before the browser goes to the platform. Raises LaunchError.
-    """
-    if not params.get("iss"):
-        raise LaunchError("missing_claim", "The login request has no 'iss'.", claim="iss")
-    platform = find_platform(params["iss"], params.get("client_id"))
-    error = None
-    if not params.get("login_hint"):
-        error = LaunchError("missing_claim", "The login has no 'login_hint'.", claim="login_hint")
-    deployment_id = params.get("lti_deployment_id")
-    if deployment_id and deployment_id not in (platform.deployment_ids or []):
-        error = LaunchError(
-            "unknown_deployment",
-            f"Deployment ID {deployment_id!r} is not allowed for this platform.",
-            deployment_id=deployment_id,
-        )
-    if error is not None:
-        error.platform = platform
-        raise error
-    ctx.tool_conf.remember(platform)
-    login = ToolOIDCLogin(ctx, platform)
-    login.enable_check_cookies(
-        main_msg="Your browser blocks the cookies the media tool needs inside this page.",
-        click_msg="Open the media tool in a new window",
-        loading_msg="Loading the media tool…",
-    )
-    try:
-        return login.redirect(launch_url), platform
-    except (LtiException, OIDCException) as e:
-        error = LaunchError("unknown_platform", str(e))
-        error.platform = platform
-        raise error from None
-
-
-# Launch
 
 
 class ToolMessageLaunch(FlaskMessageLaunch):

@@ -9,6 +9,7 @@ from pylti1p3.contrib.flask import (
     FlaskCacheDataStorage,
     FlaskCookieService,
     FlaskRequest,
+    FlaskSessionService,
 )
 from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
@@ -20,6 +21,8 @@ from ..extensions import cache, db
 from ..models import LTIPlatform
 from ..security import cookie_flags
 from . import keys
+
+LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
 
 
 def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
@@ -120,6 +123,23 @@ def registration_for(platform: LTIPlatform, with_tool_key: bool = False) -> Regi
         registration.set_tool_private_key(keys.private_key_pem(key))
         registration.set_tool_public_key(keys.public_key_pem(key))
     return registration
+
+
+class ToolSessionService(FlaskSessionService):
+    """PyLTI1p3's bookkeeping minus what our own checks replace.
+
+    The nonce is stored with its state by ToolOIDCLogin and consumed by ToolMessageLaunch, and
+    a state is never "valid" twice, so PyLTI1p3's nonce and state-validity records are not
+    written; launch data lives LAUNCH_DATA_TTL, not a day.
+    """
+
+    _launch_data_lifetime = LAUNCH_DATA_TTL
+
+    def save_nonce(self, nonce: str) -> None:
+        pass
+
+    def set_state_valid(self, state: str, id_token_hash: str) -> None:
+        pass
 
 
 class ToolCookieService(FlaskCookieService):

@@ -1,0 +1,120 @@
+"""The OIDC third-party-initiated login on PyLTI1p3: cookie check, state and nonce, redirect."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+from pylti1p3.contrib.flask import FlaskOIDCLogin
+from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
+from pylti1p3.exception import LtiException, OIDCException
+
+from ..errors import LaunchError
+from ..extensions import cache
+from ..models import LTIPlatform
+from .tool_conf import LTIContext, ToolSessionService, find_platform
+
+LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
+LOGIN_KEY = "lti-login:"
+
+
+class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
+    """PyLTI1p3's cookie check page, testing a Partitioned cookie on https.
+
+    Browsers that block third-party cookies still keep partitioned ones (CHIPS), and the tool's
+    own cookies are partitioned, so that is the cookie worth testing; PyLTI1p3 tests an
+    unpartitioned one and would send every such browser to a new window.
+    """
+
+    def get_js_block(self) -> str:
+        return super().get_js_block().replace(
+            "cookie + '; SameSite=None; secure'", "cookie + '; SameSite=None; secure; Partitioned'"
+        )
+
+
+class ToolOIDCLogin(FlaskOIDCLogin):
+    """PyLTI1p3's login with random state and nonce from `secrets`, bound to each other.
+
+    The pair is stored under the state in the shared cache; the state is also set as a cookie
+    in the browser (by PyLTI1p3), so the launch must come back to the same browser.
+    """
+
+    def __init__(self, ctx: LTIContext, platform: LTIPlatform):
+        super().__init__(
+            ctx.request,
+            ctx.tool_conf,
+            session_service=ToolSessionService(ctx.request),
+            cookie_service=ctx.cookies,
+            launch_data_storage=ctx.storage,
+        )
+        self._platform = platform
+
+    def _get_uuid(self) -> str:
+        return secrets.token_urlsafe(24)
+
+    def _generate_nonce(self) -> str:
+        return secrets.token_urlsafe(32)
+
+    def get_cookies_allowed_js_check(self) -> str:
+        params = {"lti1p3_new_window": "1"}
+        for name in ("iss", "login_hint", "target_link_uri", "lti_message_hint",
+                     "lti_deployment_id", "client_id"):
+            if value := self._get_request_param(name):
+                params[name] = value
+        return PartitionedCookieCheckPage(
+            params,
+            "https" if self._request.is_secure() else "http",
+            self._cookies_unavailable_msg_main_text,
+            self._cookies_unavailable_msg_click_text,
+            self._cookies_check_loading_text,
+        ).get_html()
+
+    def _prepare_redirect_url(self, launch_url: str) -> str:
+        url = super()._prepare_redirect_url(launch_url)
+        query = parse_qs(urlsplit(url).query)
+        state, nonce = query["state"][0], query["nonce"][0]
+        cache.set(
+            LOGIN_KEY + state,
+            {"nonce": nonce, "platform_id": self._platform.id},
+            timeout=LOGIN_TTL,
+        )
+        return url
+
+
+def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str):
+    """Answer a third-party-initiated login: the cookie check page, or the redirect to the LMS.
+
+    Returns the response and the platform it is for.
+
+    Refuses an unknown or inactive platform and, when the login names one, an unknown
+    deployment, before the browser goes to the platform. Raises LaunchError.
+    """
+    if not params.get("iss"):
+        raise LaunchError("missing_claim", "The login request has no 'iss'.", claim="iss")
+    platform = find_platform(params["iss"], params.get("client_id"))
+    error = None
+    if not params.get("login_hint"):
+        error = LaunchError("missing_claim", "The login has no 'login_hint'.", claim="login_hint")
+    deployment_id = params.get("lti_deployment_id")
+    if deployment_id and deployment_id not in (platform.deployment_ids or []):
+        error = LaunchError(
+            "unknown_deployment",
+            f"Deployment ID {deployment_id!r} is not allowed for this platform.",
+            deployment_id=deployment_id,
+        )
+    if error is not None:
+        error.platform = platform
+        raise error
+    ctx.tool_conf.remember(platform)
+    login = ToolOIDCLogin(ctx, platform)
+    login.enable_check_cookies(
+        main_msg="Your browser blocks the cookies the media tool needs inside this page.",
+        click_msg="Open the media tool in a new window",
+        loading_msg="Loading the media tool…",
+    )
+    try:
+        return login.redirect(launch_url), platform
+    except (LtiException, OIDCException) as e:
+        error = LaunchError("unknown_platform", str(e))
+        error.platform = platform
+        raise error from None
