@@ -103,3 +103,22 @@ def test_a_returning_users_launch_stays_within_twelve_sql_statements(browser, lm
         sa.event.remove(db.engine, "before_cursor_execute", count)
     assert response.status_code == 303
     assert len(statements) <= 12, "\n".join(statements)
+
+
+def test_one_issuer_with_two_client_ids_launches_into_each_registration(browser, lms, db):
+    from lti_tool.models import LTILaunchLog
+
+    from .lms import TestPlatform, rsa_key
+
+    second = TestPlatform(issuer=lms.issuer, client_id="second-client", deployment_id="9")
+    second.kid, second.key = "second-key", rsa_key(3)
+    second.published = [(second.key, second.kid)]
+    try:
+        second.register(db, name="Same Moodle, second tool")
+        assert lms.launch(browser).status_code == 303
+        assert second.launch(browser).status_code == 303
+        db.session.expire_all()
+        entries = db.session.scalars(sa.select(LTILaunchLog).order_by(LTILaunchLog.id)).all()
+        assert [e.platform_id for e in entries] == [lms.platform.id, second.platform.id]
+    finally:
+        second.server.close()

@@ -89,6 +89,15 @@ def test_known_bad_launches_are_refused(browser, lms, db, overrides, category, s
     assert_refused(response, db, browser, category, status, token)
 
 
+def test_clock_skew_names_the_measured_seconds(browser, lms, db):
+    login = lms.login(browser)
+    token = lms.sign(lms.claims(nonce=login.nonce, **relative_times({"iat": 300, "exp": 360})))
+    entry = assert_refused(lms.launch(browser, token=token, login=login), db, browser,
+                           "clock_skew", 401)
+    seconds = int(entry.error_message.split("issued ")[1].split(" s")[0])
+    assert 295 <= seconds <= 300
+
+
 def test_missing_kid_is_refused_without_fetching_keys(browser, lms, db):
     login = lms.login(browser)
     token = lms.sign(lms.claims(nonce=login.nonce), headers={})
