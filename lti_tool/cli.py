@@ -1,15 +1,17 @@
-"""Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure."""
+"""Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure,
+media add."""
 
 import secrets
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ValidationError
 from .extensions import db
-from .services import keys, platforms, users
+from .models import Visibility
+from .services import keys, media, platforms, users
 
 
 class BadInput(click.BadParameter):
@@ -219,7 +221,61 @@ def keys_retire(kid: str) -> None:
     click.echo(f"Retired {kid}.")
 
 
+media_cli = AppGroup("media", help="Bulk import of media files.")
+
+
+@media_cli.command("add")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--title", required=True, help="Title shown to users.")
+@click.option("--description", default="", help="Description shown under the player.")
+@click.option("--owner", help="Username of the owner.")
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    default=Visibility.MEMBERS.value,
+    show_default=True,
+    help="public: anyone signed in; members: the category's course; private: the owner.",
+)
+@click.option("--category", help="Category title (made if it does not exist).")
+def media_add(path: str, title: str, description: str, owner: str | None, visibility: str,
+              category: str | None) -> None:
+    """Add the file PATH as a media item; prints the new media id last."""
+    owner_user = None
+    if owner:
+        owner_user = users.get_user_by_username(owner)
+        if owner_user is None:
+            raise BadInput(f"no user named {owner!r}", param_hint="'--owner'")
+    try:
+        stream = open(path, "rb")
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}", param_hint="'PATH'") from None
+    root = current_app.config["MEDIA_ROOT"]
+    with stream:
+        try:
+            item = media.add_media(
+                stream,
+                root=root,
+                max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
+                title=title,
+                original_filename=path,
+                description=description,
+                owner=owner_user,
+                category=media.find_or_create_category(category) if category else None,
+                visibility=Visibility(visibility),
+            )
+        except ValidationError as e:
+            raise _bad(e, {"file": "PATH", "title": "--title"}) from None
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        media.discard_file(root, item.file_path)
+        raise
+    click.echo(f"Added {item.mime_type} '{item.title}' ({item.size} bytes) as media {item.id}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(platform_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(media_cli)

@@ -32,6 +32,7 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database.startswith("sqlite")},
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
+        "MAX_UPLOAD_BYTES": _int(env, "MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         "SESSION_COOKIE_NAME": "lti_tool_session",
         "SESSION_COOKIE_HTTPONLY": True,

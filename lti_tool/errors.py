@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, make_response, render_template
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,12 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _http_error(error: HTTPException):
-    return render_template("errors/error.html", error=error), error.code
+    response = make_response(render_template("errors/error.html", error=error), error.code)
+    # Keep the headers the error carries: Allow on 405, Content-Range on 416, …
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _unexpected_error(error: Exception):

@@ -1,0 +1,166 @@
+"""Media files: type sniffing by content, streamed storage under generated names, new items."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import Category, Media, User, Visibility
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+EXTENSIONS = {
+    "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv", "video/quicktime": "mov",
+    "audio/mpeg": "mp3", "audio/ogg": "ogg", "audio/wav": "wav", "audio/mp4": "m4a",
+    "audio/flac": "flac", "image/png": "png", "image/jpeg": "jpg", "image/gif": "gif",
+    "image/webp": "webp", "application/pdf": "pdf",
+}
+
+
+def sniff(head: bytes) -> str | None:
+    """The MIME type of a file from its first bytes, if it is one we accept; else None.
+
+    The file name and the browser's Content-Type are never trusted: HTML, SVG and scripts
+    have no signature here and are refused.
+    """
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B "):
+            return "audio/mp4"
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head[:64]:
+        return "video/webm"
+    if head.startswith(b"OggS"):
+        return "video/ogg" if b"\x80theora" in head[:128] else "audio/ogg"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    return None
+
+
+def media_root(root: str) -> Path:
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_file(stream: BinaryIO, root: str, max_bytes: int) -> tuple[str, str, int]:
+    """Stream an upload into the media root under a generated name.
+
+    Returns (relative path, MIME type, size). The bytes go to a temporary file first and are
+    moved into place only when complete and accepted: a refused, oversized or interrupted
+    upload leaves nothing behind. Raises ValidationError on the field `file`.
+    """
+    base = media_root(root)
+    head = stream.read(512)
+    mime_type = sniff(head)
+    if mime_type is None:
+        raise ValidationError(
+            "file", "this file type is not accepted: upload video, audio, an image or a PDF"
+        )
+    name = uuid.uuid4().hex
+    relative = f"{name[:2]}/{name}.{EXTENSIONS[mime_type]}"
+    target = base / relative
+    target.parent.mkdir(exist_ok=True)
+    partial = base / f".{name}.part"
+    size = 0
+    try:
+        with open(partial, "xb") as out:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValidationError(
+                        "file", f"the file is larger than the limit of {max_bytes // CHUNK} MB"
+                    )
+                out.write(chunk)
+                chunk = stream.read(CHUNK)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return relative, mime_type, size
+
+
+def discard_file(root: str, relative: str) -> None:
+    """Remove a stored file (its database row was not written, or was deleted)."""
+    (Path(root) / relative).unlink(missing_ok=True)
+
+
+def find_or_create_category(title: str) -> Category:
+    """The oldest category with this title, or a new topic category."""
+    category = db.session.scalar(
+        select(Category).where(Category.title == title).order_by(Category.id).limit(1)
+    )
+    if category is None:
+        category = Category(title=title)
+        db.session.add(category)
+        db.session.flush()
+    return category
+
+
+def add_media(
+    stream: BinaryIO,
+    *,
+    root: str,
+    max_bytes: int,
+    title: str,
+    original_filename: str = "",
+    description: str = "",
+    owner: User | None = None,
+    category: Category | None = None,
+    visibility: Visibility = Visibility.MEMBERS,
+) -> Media:
+    """Store a file and add its media item (flushed; the caller commits).
+
+    If the caller's commit fails it must call `discard_file(root, media.file_path)`.
+    """
+    title = (title or "").strip()
+    if not title:
+        raise ValidationError("title", "a title is required")
+    if len(title) > 255:
+        raise ValidationError("title", "the title is longer than 255 characters")
+    relative, mime_type, size = store_file(stream, root, max_bytes)
+    media = Media(
+        title=title,
+        description=description or "",
+        file_path=relative,
+        original_filename=Path(original_filename or "").name[:255],
+        mime_type=mime_type,
+        size=size,
+        owner=owner,
+        category=category,
+        visibility=visibility,
+    )
+    db.session.add(media)
+    try:
+        db.session.flush()
+    except Exception:
+        discard_file(root, relative)
+        raise
+    log.info("Added media %s (%s, %d bytes)", media.id, mime_type, size)
+    return media
+
+
+def file_path(root: str, media: Media) -> Path:
+    return Path(root) / media.file_path
