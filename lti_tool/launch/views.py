@@ -41,9 +41,12 @@ def launch():
     except LaunchError as error:
         return _refuse(error)
     db.session.commit()
+    user_id = str(result.provisioned.user.id)
+    earlier = session.get("launch_ids", []) if session.get("_user_id") == user_id else []
     session.clear()
     login_user(result.provisioned.user)
-    session["launch_id"] = result.launch_id
+    # Pending deep-linking requests of this user in other LMS tabs stay usable.
+    session["launch_ids"] = [*earlier[-9:], result.launch_id]
     session["frame_origins"] = platforms.frame_origins(result.platform)
     return redirect(_destination(result), 303)
 

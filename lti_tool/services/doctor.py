@@ -153,6 +153,13 @@ CATEGORIES: dict[str, Diagnosis] = {
         "tool's admin (Platforms > {platform} > Edit), or untick 'Supports Deep Linking "
         "(Content-Item Message)' in {moodle_form}.",
     ),
+    "role_not_allowed": Diagnosis(
+        403, "Only teachers can choose media",
+        "Choosing media for the course is for teachers. Ask your teacher to add the media.",
+        "A user without a teaching role ({roles}) opened the media picker. Teaching roles are "
+        "Instructor, TeachingAssistant, ContentDeveloper and Administrator, or any role mapped to "
+        "contributor or manager (Platforms > {platform} > Role mappings).",
+    ),
     "user_creation_disabled": Diagnosis(
         403, "Your account does not exist in the media tool",
         "Your account has not been set up in the media tool yet. Ask your administrator.",

@@ -363,6 +363,11 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     deep_linking = body[c.MESSAGE_TYPE] == c.DEEP_LINKING_REQUEST
     try:
         provisioned = provision_launch(body, platform)
+        if deep_linking and not provisioned.roles.is_teacher:
+            raise LaunchError(
+                "role_not_allowed", "Only teaching roles may choose media (deep linking).",
+                roles=", ".join(r.name for r in provisioned.roles.roles) or "none",
+            )
     except LaunchError as e:
         e.platform, e.claims, e.deep_linking = platform, body, deep_linking
         raise

@@ -174,3 +174,18 @@ def lti_context(request_data: dict | None = None) -> LTIContext:
         storage=FlaskCacheDataStorage(cache),
         cookie_names=frozenset(flask_request.cookies),
     )
+
+
+def load_launch_data(ctx: LTIContext, launch_id: str) -> dict | None:
+    """The claims of an earlier validated launch of this browser, as PyLTI1p3 stored them."""
+    storage = ctx.storage
+    storage.set_request(ctx.request)
+    cookie_name = storage.get_session_cookie_name()
+    if cookie_name:
+        session_id = ctx.cookies.get_cookie(cookie_name)
+        if not session_id:
+            return None
+        storage.set_session_id(session_id)
+    service = ToolSessionService(ctx.request)
+    service.set_data_storage(storage)
+    return service.get_launch_data(launch_id)

@@ -1,0 +1,178 @@
+"""Deep linking: the media an instructor may pick, and the signed response to the platform."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+from sqlalchemy import func, or_, select
+
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import Category, GlobalRole, LTIPlatform, Media, User, Visibility
+from . import claims as c
+from . import keys
+from .access import category_role
+from .platforms import check_url
+
+DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
+PAGE_SIZE = 20
+SCOPES = ("all", "course", "own", "public")
+RESPONSE_LIFETIME = 300  # seconds
+BACKDATE = 5  # seconds: Moodle checks iat with no leeway
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the platform asked for, read from a deep-linking launch's claims."""
+
+    platform_id: int
+    issuer: str
+    deployment_id: str
+    return_url: str
+    accept_types: tuple[str, ...]
+    accept_multiple: bool
+    targets: tuple[str, ...]
+    data: Any
+    has_data: bool
+    context_id: str | None
+
+    @classmethod
+    def from_launch(cls, launch: dict[str, Any], platform: LTIPlatform) -> Request:
+        settings = launch.get(c.DL_SETTINGS) or {}
+        context = launch.get(c.CONTEXT) if isinstance(launch.get(c.CONTEXT), dict) else {}
+        return cls(
+            platform_id=platform.id,
+            issuer=launch["iss"],
+            deployment_id=launch[c.DEPLOYMENT_ID],
+            return_url=settings["deep_link_return_url"],
+            accept_types=tuple(settings.get("accept_types") or ()),
+            accept_multiple=bool(settings.get("accept_multiple")),
+            targets=tuple(settings.get("accept_presentation_document_targets") or ()),
+            data=settings.get("data"),
+            has_data="data" in settings,
+            context_id=str(context["id"]) if context.get("id") else None,
+        )
+
+    @property
+    def accepts_links(self) -> bool:
+        return "ltiResourceLink" in self.accept_types
+
+
+def course_category(request: Request) -> Category | None:
+    if request.context_id is None:
+        return None
+    return db.session.scalar(
+        select(Category).where(
+            Category.platform_id == request.platform_id,
+            Category.lti_context_id == request.context_id,
+        )
+    )
+
+
+def _usable(user: User, category: Category | None):
+    """The condition for media this instructor may link: this course's, their own, public."""
+    if user.has_global_role(GlobalRole.EDITOR):
+        return Media.id.is_not(None)
+    usable = [Media.owner_id == user.id, Media.visibility == Visibility.PUBLIC]
+    if category is not None and category_role(user, category) is not None:
+        usable.append(
+            (Media.category_id == category.id) & (Media.visibility != Visibility.PRIVATE)
+        )
+    return or_(*usable)
+
+
+def pickable_media(
+    user: User, category: Category | None, scope: str = "all", q: str = "", page: int = 1
+) -> tuple[list[Media], bool]:
+    """One page of the media the picker offers, newest first, and whether more follow."""
+    query = select(Media).where(_usable(user, category))
+    if scope == "course":
+        query = query.where(Media.category_id == (category.id if category else -1))
+    elif scope == "own":
+        query = query.where(Media.owner_id == user.id)
+    elif scope == "public":
+        query = query.where(Media.visibility == Visibility.PUBLIC)
+    if q.strip():
+        pattern = f"%{q.strip().lower()}%"
+        query = query.where(
+            or_(func.lower(Media.title).like(pattern), func.lower(Media.description).like(pattern))
+        )
+    rows = db.session.scalars(
+        query.order_by(Media.created_at.desc(), Media.id.desc())
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE + 1)
+    ).all()
+    return list(rows[:PAGE_SIZE]), len(rows) > PAGE_SIZE
+
+
+def chosen_media(user: User, category: Category | None, ids: list[int], multiple: bool):
+    """The picked items, each checked again against what this instructor may use."""
+    if not ids:
+        raise ValidationError("media_ids", "choose at least one item")
+    if len(ids) > 1 and not multiple:
+        raise ValidationError("media_ids", "this course takes one item at a time")
+    found = db.session.scalars(
+        select(Media).where(Media.id.in_(ids), _usable(user, category))
+    ).all()
+    by_id = {m.id: m for m in found}
+    if missing := [i for i in ids if i not in by_id]:
+        raise ValidationError("media_ids", f"you may not use media {missing}")
+    return [by_id[i] for i in ids]
+
+
+def content_item(media: Media, request: Request, launch_url: str, thumbnail_url: str | None):
+    """One ltiResourceLink, with the fields PyLTI1p3's DeepLinkResource lacks."""
+    item: dict[str, Any] = {
+        "type": "ltiResourceLink",
+        "title": media.title,
+        "url": launch_url,
+        "custom": {"media_id": str(media.id)},
+    }
+    if media.description:
+        item["text"] = media.description[:1000]
+    if thumbnail_url:
+        item["thumbnail"] = {"url": thumbnail_url}
+    if "iframe" in request.targets:
+        item["iframe"] = {"width": 960, "height": 540}
+    if "window" in request.targets:
+        item["window"] = {"targetName": f"media-{media.id}", "width": 1024, "height": 640}
+    return item
+
+
+def response_jwt(request: Request, platform: LTIPlatform, items: list[dict]) -> str:
+    """The LtiDeepLinkingResponse, signed with the tool's current key (kid in the header)."""
+    key = keys.ensure_current_key()
+    now = int(time.time()) - BACKDATE
+    claims = {
+        "iss": platform.client_id,
+        "aud": request.issuer,
+        "iat": now,
+        "exp": now + RESPONSE_LIFETIME,
+        "nonce": secrets.token_urlsafe(24),
+        c.MESSAGE_TYPE: "LtiDeepLinkingResponse",
+        c.VERSION: "1.3.0",
+        c.DEPLOYMENT_ID: request.deployment_id,
+        DL + "content_items": items,
+    }
+    if request.has_data:
+        claims[DL + "data"] = request.data
+    if items:
+        claims[DL + "msg"] = f"{len(items)} item{'s' if len(items) != 1 else ''} added."
+    return jwt.encode(claims, keys.private_key_pem(key), algorithm="RS256",
+                      headers={"kid": key.kid})
+
+
+def check_return_url(request: Request, platform: LTIPlatform) -> str:
+    """The return URL exactly as given, if it is https (or loopback) on the platform's host."""
+    try:
+        check_url(request.return_url)
+    except ValueError as e:
+        raise ValidationError("deep_link_return_url", str(e)) from None
+    if urlsplit(request.return_url).hostname != urlsplit(platform.platform_id).hostname:
+        raise ValidationError("deep_link_return_url", "it is not on the platform's host")
+    return request.return_url

@@ -1,0 +1,214 @@
+"""Deep linking: the instructor's picker and the signed answer a platform accepts."""
+
+import html
+import re
+
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from lti_tool.models import Category, LaunchType, LTILaunchLog, Media, User, Visibility
+
+from .lms import DL_SETTINGS, DROP, INSTRUCTOR, LEARNER
+
+DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
+LTI = "https://purl.imsglobal.org/spec/lti/claim/"
+REFERER = {"Referer": "https://tool.example.org/media/picker"}
+
+
+def settings(lms, **changes) -> dict:
+    base = lms.claims(message_type="LtiDeepLinkingRequest")[DL_SETTINGS]
+    return {k: v for k, v in (base | changes).items() if v is not DROP}
+
+
+def open_picker(browser, lms, roles=(INSTRUCTOR,), **overrides):
+    response = lms.launch(browser, message_type="LtiDeepLinkingRequest", roles=list(roles),
+                          **overrides)
+    assert response.status_code == 303, response.data[:400]
+    url = response.headers["Location"]
+    return url, browser.get(url)
+
+
+def csrf(page) -> str:
+    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+    return match.group(1).decode()
+
+
+def answer(page) -> tuple[str, str]:
+    """The auto-submitted form's action and JWT."""
+    action = re.search(rb'<form id="deep-link-return" method="post" action="([^"]+)"', page.data)
+    token = re.search(rb'name="JWT" value="([^"]+)"', page.data)
+    return html.unescape(action.group(1).decode()), token.group(1).decode()
+
+
+def verify_as_the_platform(browser, lms, token: str) -> dict:
+    """Check the response exactly as a platform does: our JWKS, kid, iss, aud, times."""
+    header = jwt.get_unverified_header(token)
+    jwks = jwt.PyJWKSet.from_dict(browser.get("/lti/jwks").json)
+    key = jwks[header["kid"]]
+    return jwt.decode(token, key.key, algorithms=["RS256"], audience=lms.issuer,
+                      issuer=lms.client_id, options={"require": ["exp", "iat", "nonce"]})
+
+
+@pytest.fixture
+def library(db, make_user):
+    """Media of every kind of reach, created before the instructor's first launch."""
+    other = make_user("other-teacher")
+    items = {
+        "public": Media(title="Public lecture", description="Open to all", file_path="p.mp4",
+                        mime_type="video/mp4", size=1, owner=other,
+                        visibility=Visibility.PUBLIC),
+        "private": Media(title="Someone's draft", file_path="d.mp4", mime_type="video/mp4",
+                         size=1, owner=other, visibility=Visibility.PRIVATE),
+        "elsewhere": Media(title="Other course", file_path="o.mp4", mime_type="video/mp4",
+                           size=1, owner=other, visibility=Visibility.MEMBERS,
+                           category=Category(title="Another course")),
+    }
+    db.session.add_all(items.values())
+    db.session.commit()
+    return items
+
+
+def test_instructor_lands_on_the_picker_with_the_media_they_may_use(browser, lms, db, library):
+    _, page = open_picker(browser, lms)
+    assert page.status_code == 200
+    assert b"Public lecture" in page.data
+    assert b"Someone&#39;s draft" not in page.data and b"Other course" not in page.data
+    assert b'type="checkbox"' in page.data, "accept_multiple is true"
+
+
+def test_a_learner_is_refused_the_picker(browser, lms, db):
+    response = lms.launch(browser, message_type="LtiDeepLinkingRequest", roles=[LEARNER])
+    assert response.status_code == 403
+    assert b"Only teachers can choose media" in response.data
+    entry = db.session.scalar(sa.select(LTILaunchLog))
+    assert (entry.success, entry.error_category, entry.launch_type) == (
+        False, "role_not_allowed", LaunchType.DEEP_LINKING)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_course_media_and_own_media_are_offered_and_filterable(browser, lms, db, library):
+    url, _ = open_picker(browser, lms)
+    me = db.session.scalar(sa.select(User).where(User.username == "ghopper"))
+    course = db.session.scalar(sa.select(Category).where(Category.lti_context_id == "24"))
+    db.session.add_all([
+        Media(title="Course video", file_path="c.mp4", mime_type="video/mp4", size=1,
+              category=course, visibility=Visibility.MEMBERS),
+        Media(title="My notes", description="photosynthesis", file_path="n.pdf",
+              mime_type="application/pdf", size=1, owner=me, visibility=Visibility.PRIVATE),
+    ])
+    db.session.commit()
+    everything = browser.get(url).data
+    assert b"Course video" in everything and b"My notes" in everything
+    assert b"Public lecture" in everything
+    assert b"Course video" in browser.get(url + "?scope=course").data
+    assert b"Public lecture" not in browser.get(url + "?scope=course").data
+    own = browser.get(url + "?scope=own").data
+    assert b"My notes" in own and b"Course video" not in own
+    assert b"Public lecture" in browser.get(url + "?scope=public").data
+    found = browser.get(url + "?q=PHOTOSYNTHESIS").data
+    assert b"My notes" in found and b"Public lecture" not in found
+    assert b"No media matches" in browser.get(url + "?q=nothing-like-this").data
+
+
+def test_the_picker_pages(browser, lms, db, make_user):
+    owner = make_user("owner")
+    db.session.add_all([Media(title=f"Item {n:02d}", file_path=f"{n}.mp4", mime_type="video/mp4",
+                              size=1, owner=owner, visibility=Visibility.PUBLIC)
+                        for n in range(25)])
+    db.session.commit()
+    url, first = open_picker(browser, lms)
+    assert first.data.count(b'name="media_ids"') == 20 and b"Next" in first.data
+    second = browser.get(url + "?page=2")
+    assert second.data.count(b'name="media_ids"') == 5
+    assert b"Next" not in second.data and b"Previous" in second.data
+
+
+def test_choosing_media_answers_with_a_signed_response_the_platform_accepts(
+    browser, lms, db, library
+):
+    url, page = open_picker(browser, lms)
+    public = library["public"]
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(public.id)], "action": "add"})
+    assert response.status_code == 200
+    action, token = answer(response)
+    assert action == settings(lms)["deep_link_return_url"], "exactly as given, sesskey kept"
+    claims = verify_as_the_platform(browser, lms, token)
+    assert claims[LTI + "message_type"] == "LtiDeepLinkingResponse"
+    assert claims[LTI + "version"] == "1.3.0"
+    assert claims[LTI + "deployment_id"] == lms.deployment_id
+    assert DL + "data" not in claims, "no data in the request, none echoed"
+    [item] = claims[DL + "content_items"]
+    assert item == {
+        "type": "ltiResourceLink",
+        "title": "Public lecture",
+        "text": "Open to all",
+        "url": "https://tool.example.org/lti/launch",
+        "custom": {"media_id": str(public.id)},
+        "iframe": {"width": 960, "height": 540},
+        "window": {"targetName": f"media-{public.id}", "width": 1024, "height": 640},
+    }
+    assert claims["iat"] < __import__("time").time(), "back-dated for zero-leeway platforms"
+
+
+def test_data_is_echoed_and_targets_respected(browser, lms, db, library):
+    dl = settings(lms, data="opaque-123", accept_multiple=False,
+                  accept_presentation_document_targets=["window"])
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: dl})
+    assert b'type="radio"' in page.data
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(library["public"].id)], "action": "add"})
+    claims = verify_as_the_platform(browser, lms, answer(response)[1])
+    assert claims[DL + "data"] == "opaque-123"
+    [item] = claims[DL + "content_items"]
+    assert "window" in item and "iframe" not in item
+
+
+def test_one_item_only_when_the_platform_takes_one(browser, lms, db, library, make_user):
+    extra = Media(title="Another", file_path="a.mp4", mime_type="video/mp4", size=1,
+                  owner=make_user(), visibility=Visibility.PUBLIC)
+    db.session.add(extra)
+    db.session.commit()
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: settings(lms, accept_multiple=False)})
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "add",
+        "media_ids": [str(library["public"].id), str(extra.id)]})
+    assert response.status_code == 400 and b"one item at a time" in response.data
+
+
+@pytest.mark.parametrize("which", ["private", "elsewhere", "missing"])
+def test_media_the_instructor_may_not_use_is_refused(browser, lms, db, library, which):
+    url, page = open_picker(browser, lms)
+    media_id = 987654 if which == "missing" else library[which].id
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(media_id)], "action": "add"})
+    assert response.status_code == 400 and b"may not use media" in response.data
+    assert b'name="JWT"' not in response.data
+
+
+def test_cancel_returns_an_empty_list(browser, lms, db, library):
+    url, page = open_picker(browser, lms)
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "cancel"})
+    claims = verify_as_the_platform(browser, lms, answer(response)[1])
+    assert claims[DL + "content_items"] == []
+
+
+def test_the_picker_post_needs_its_csrf_token(browser, lms, db, library):
+    url, _ = open_picker(browser, lms)
+    response = browser.post(url, headers=REFERER, data={
+        "media_ids": [str(library["public"].id)], "action": "add"})
+    assert response.status_code == 400
+    assert b'name="JWT"' not in response.data
+
+
+def test_a_picker_of_another_launch_is_refused(browser, lms, db):
+    open_picker(browser, lms)
+    assert browser.get("/media/picker/lti1p3-launch-not-mine").status_code == 403
+
+
+def test_a_picked_item_later_launches_into_its_player(browser, lms, db, library):
+    public = library["public"]
+    response = lms.launch(browser, roles=[LEARNER], custom={"media_id": str(public.id)})
+    assert response.headers["Location"].endswith(f"/media/{public.id}")
