@@ -30,6 +30,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(from_env(app.instance_path))
     if config:
         app.config.from_mapping(config)
+    # The request may carry the form fields around the largest accepted file.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + 1024 * 1024
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)

@@ -2,8 +2,8 @@
 
 import logging
 
-from flask import Flask, make_response, render_template
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, current_app, make_response, render_template
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,16 @@ class KeyUnavailableError(RuntimeError):
     """The tool's private key cannot be used (for example SECRET_KEY changed since it was made)."""
 
 
+def human_size(n: int) -> str:
+    """A byte count for people: 512 KB, 2 MB, 1.5 GB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
 
@@ -51,6 +60,12 @@ def _http_error(error: HTTPException):
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+def _too_large(error: RequestEntityTooLarge):
+    limit = human_size(current_app.config["MAX_UPLOAD_BYTES"])
+    error.description = f"The file is larger than the limit of {limit}. Nothing was saved."
+    return _http_error(error)
 
 
 def _unexpected_error(error: Exception):

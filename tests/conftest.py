@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 
@@ -70,9 +70,24 @@ def instance_path(tmp_path, monkeypatch) -> str:
     return str(path)
 
 
+class FreshClient(FlaskClient):
+    """A test client whose every request starts with an empty `g`, as in production.
+
+    The `app` fixture keeps an app context open for the test body, and Flask reuses it for
+    the client's requests; without this, `g` (Flask-Login's user, Flask-WTF's CSRF token,
+    the framing policy) would carry over from one request to the next.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            g.__dict__.clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(migrated, instance_path) -> Iterator[Flask]:
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated})
+    app.test_client_class = FreshClient
     with app.app_context():
         cache.clear()
         yield app
@@ -164,7 +179,7 @@ def lms(db):
     platform.server.close()
 
 
-class HttpsClient(FlaskClient):
+class HttpsClient(FreshClient):
     """A test client whose requests go to https://tool.example.org unless told otherwise."""
 
     def open(self, *args, **kwargs):

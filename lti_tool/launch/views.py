@@ -1,6 +1,15 @@
 """LTI endpoints: OIDC login, the launch (redirect URI of every message type), the tool's JWKS."""
 
-from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import login_user
 
 from ..errors import LaunchError
@@ -48,6 +57,7 @@ def launch():
     # Pending deep-linking requests of this user in other LMS tabs stay usable.
     session["launch_ids"] = [*earlier[-9:], result.launch_id]
     session["frame_origins"] = platforms.frame_origins(result.platform)
+    allow_framing_by(*session["frame_origins"])
     return redirect(_destination(result), 303)
 
 
@@ -57,6 +67,9 @@ def _destination(result: launches.LaunchResult) -> str:
         return url_for("media.picker", launch_id=result.launch_id)
     if provisioned.media_id:
         return url_for("media.media_detail", id=provisioned.media_id)
+    if provisioned.media_missing:
+        flash("The media this link opened has been deleted. Here is the course's media; "
+              "your teacher can link another item.")
     if provisioned.category:
         return url_for("media.category", id=provisioned.category.id)
     return url_for("media.my_media")

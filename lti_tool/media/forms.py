@@ -1,13 +1,27 @@
-"""Media forms: the deep-linking picker and its filters."""
+"""Media forms: upload, edit, delete, the deep-linking picker and its filters."""
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectMultipleField, StringField
-from wtforms.validators import Optional
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, Optional
 
+from ..models import Category, Visibility
 from ..services.deep_linking import SCOPES
 
 SCOPE_LABELS = {"all": "All I may use", "course": "This course", "own": "My media",
                 "public": "Public media"}
+VISIBILITY_LABELS = {
+    Visibility.MEMBERS: "Course members",
+    Visibility.PUBLIC: "Everyone signed in (offered to every course)",
+    Visibility.PRIVATE: "Only me",
+}
 
 
 class PickerFilterForm(FlaskForm):
@@ -29,3 +43,31 @@ class PickerForm(FlaskForm):
 
     media_ids = SelectMultipleField(coerce=int, validate_choice=False)
     action = StringField()
+
+
+class MediaDetailsForm(FlaskForm):
+    """Title, description, course and visibility: shared by upload and edit."""
+
+    title = StringField("Title", validators=[DataRequired(), Length(max=255)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
+    category = SelectField("Course or category", coerce=int)
+    visibility = SelectField(
+        "Who can see it",
+        choices=[SelectChoice(v.value, label) for v, label in VISIBILITY_LABELS.items()],
+        default=Visibility.MEMBERS.value,
+    )
+
+    def set_categories(self, categories: list[Category]) -> None:
+        self.category.choices = [SelectChoice(c.id, c.title) for c in categories]
+
+
+class UploadForm(MediaDetailsForm):
+    file = FileField(
+        "File",
+        validators=[FileRequired("Choose a file to upload.")],
+        description="Video, audio, an image or a PDF.",
+    )
+
+
+class DeleteForm(FlaskForm):
+    """Just the CSRF token: deleting is a POST after a confirmation page."""

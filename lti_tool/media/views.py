@@ -4,6 +4,8 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    flash,
+    redirect,
     render_template,
     request,
     send_file,
@@ -14,11 +16,18 @@ from flask_login import current_user, login_required
 
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import Category, Media
+from ..models import Category, Media, Visibility
 from ..security import allow_framing_by
-from ..services import access, claims, deep_linking, media, platforms, tool_conf
+from ..services import access, claims, deep_linking, media, platforms, tool_conf, users
 from ..services.tool_conf import load_launch_data, lti_context
-from .forms import SCOPE_LABELS, PickerFilterForm, PickerForm
+from .forms import (
+    SCOPE_LABELS,
+    DeleteForm,
+    MediaDetailsForm,
+    PickerFilterForm,
+    PickerForm,
+    UploadForm,
+)
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 
@@ -45,7 +54,96 @@ def category(id: int):
     return render_template(
         "media/category.html", category=category, role=role,
         items=access.category_media(category),
+        can_upload=access.can_upload_to(current_user, category),
     )
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@login_required
+def upload():
+    """Add a media item to a course the user teaches (or anywhere, for editors)."""
+    categories = access.upload_categories(current_user)
+    if not categories:
+        abort(403, description="Media can be added by a course's teachers: open the tool from "
+                               "a course where you teach.")
+    form = UploadForm()
+    form.set_categories(categories)
+    if request.method == "GET":
+        form.category.data = request.args.get("category", type=int)
+    if form.validate_on_submit():
+        root = current_app.config["MEDIA_ROOT"]
+        try:
+            item = media.add_media(
+                form.file.data.stream, root=root,
+                max_bytes=current_app.config["MAX_UPLOAD_BYTES"], title=form.title.data,
+                original_filename=form.file.data.filename or "",
+                description=form.description.data or "", owner=current_user,
+                category=next(c for c in categories if c.id == form.category.data),
+                visibility=Visibility(form.visibility.data),
+            )
+        except ValidationError as e:
+            form[e.field].errors.append(e.message)
+        else:
+            _commit_or_discard(root, item)
+            flash(f"Added “{item.title}”.")
+            target = request.args.get("next")
+            return redirect(target if users.is_safe_next(target) else
+                            url_for(".media_detail", id=item.id), 303)
+    return render_template("media/upload.html", form=form), 400 if form.errors else 200
+
+
+def _commit_or_discard(root: str, item: Media) -> None:
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        media.discard_file(root, item.file_path)
+        raise
+
+
+@bp.route("/<int:id>/edit", methods=["GET", "POST"])
+@login_required
+def media_edit(id: int):
+    item = _manageable(id)
+    categories = access.upload_categories(current_user)
+    if item.category and item.category not in categories:
+        categories.append(item.category)
+    form = MediaDetailsForm(obj=item, category=item.category_id,
+                            visibility=item.visibility.value)
+    form.set_categories(categories)
+    if form.validate_on_submit():
+        media.update_media(item, title=form.title.data, description=form.description.data or "",
+                           category=db.session.get(Category, form.category.data),
+                           visibility=Visibility(form.visibility.data))
+        db.session.commit()
+        flash(f"Saved “{item.title}”.")
+        return redirect(url_for(".media_detail", id=item.id), 303)
+    return render_template("media/edit.html", form=form, media=item)
+
+
+@bp.route("/<int:id>/delete", methods=["GET", "POST"])
+@login_required
+def media_delete(id: int):
+    item = _manageable(id)
+    form = DeleteForm()
+    if form.validate_on_submit():
+        back = url_for(".category", id=item.category_id) if item.category_id else url_for(
+            ".my_media")
+        relative = media.delete_media(item)
+        db.session.commit()
+        media.discard_file(current_app.config["MEDIA_ROOT"], relative)
+        flash(f"Deleted “{item.title}”. Links to it in courses now open the course's media.")
+        return redirect(back, 303)
+    return render_template("media/confirm_delete.html", form=form, media=item,
+                           links=media.links_to(item))
+
+
+def _manageable(id: int) -> Media:
+    item = db.get_or_404(Media, id)
+    if not access.can_manage_media(current_user, item):
+        abort(403, description="Only the owner, the course's managers and editors may change "
+                               "this media item.")
+    return item
 
 
 @bp.get("/<int:id>")
@@ -53,8 +151,10 @@ def category(id: int):
 def media_detail(id: int):
     item = db.get_or_404(Media, id)
     if not access.can_view_media(current_user, item):
-        abort(403)
-    return render_template("media/detail.html", media=item)
+        abort(403, description="This media item is not shared with you. Ask its owner or "
+                               "your teacher.")
+    return render_template("media/detail.html", media=item,
+                           can_manage=access.can_manage_media(current_user, item))
 
 
 @bp.get("/<int:id>/file")
@@ -108,6 +208,7 @@ def picker(launch_id: str):
         "media/picker.html", form=form, filters=filters, items=items, more=more,
         page=filters.page.data or 1, request_=request_, launch_id=launch_id, error=error,
         category=category, scope_labels=SCOPE_LABELS,
+        can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)
 
 

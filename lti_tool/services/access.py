@@ -58,3 +58,32 @@ def own_media(user: User, limit: int = 200) -> list[Media]:
         select(Media).where(Media.owner_id == user.id)
         .order_by(Media.created_at.desc(), Media.id.desc()).limit(limit)
     ))
+
+
+def can_upload_to(user: User, category: Category) -> bool:
+    """Course contributors and managers add media to it; editors and above anywhere."""
+    if user.has_global_role(GlobalRole.EDITOR):
+        return True
+    role = category_role(user, category)
+    return role is not None and role.rank >= GroupRole.CONTRIBUTOR.rank
+
+
+def upload_categories(user: User) -> list[Category]:
+    """The categories this user may add media to, by title."""
+    query = select(Category).order_by(Category.title, Category.id)
+    if not user.has_global_role(GlobalRole.EDITOR):
+        query = query.join(rbac_group_category, rbac_group_category.c.category_id == Category.id)
+        query = query.join(
+            RBACMembership, RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id
+        ).where(
+            RBACMembership.user_id == user.id,
+            RBACMembership.role.in_([GroupRole.CONTRIBUTOR, GroupRole.MANAGER]),
+        ).distinct()
+    return list(db.session.scalars(query))
+
+
+def can_manage_media(user: User, media: Media) -> bool:
+    """Edit and delete: the owner, editors and above, and managers of its course."""
+    if media.owner_id == user.id or user.has_global_role(GlobalRole.EDITOR):
+        return True
+    return media.category is not None and category_role(user, media.category) is GroupRole.MANAGER

@@ -8,11 +8,11 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from ..errors import ValidationError
+from ..errors import ValidationError, human_size
 from ..extensions import db
-from ..models import Category, Media, User, Visibility
+from ..models import Category, LTIResourceLink, Media, User, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def store_file(stream: BinaryIO, root: str, max_bytes: int) -> tuple[str, str, i
                 size += len(chunk)
                 if size > max_bytes:
                     raise ValidationError(
-                        "file", f"the file is larger than the limit of {max_bytes // CHUNK} MB"
+                        "file", f"the file is larger than the limit of {human_size(max_bytes)}"
                     )
                 out.write(chunk)
                 chunk = stream.read(CHUNK)
@@ -160,6 +160,37 @@ def add_media(
         raise
     log.info("Added media %s (%s, %d bytes)", media.id, mime_type, size)
     return media
+
+
+def update_media(media: Media, *, title: str, description: str, category: Category | None,
+                 visibility: Visibility) -> Media:
+    """Change an item's details (flushed)."""
+    title = (title or "").strip()
+    if not title:
+        raise ValidationError("title", "a title is required")
+    media.title, media.description = title[:255], description
+    media.category, media.visibility = category, visibility
+    db.session.flush()
+    return media
+
+
+def links_to(media: Media) -> int:
+    """How many course links open this item."""
+    return db.session.scalar(
+        select(func.count()).select_from(LTIResourceLink).where(
+            LTIResourceLink.media_id == media.id)
+    )
+
+
+def delete_media(media: Media) -> str:
+    """Delete an item's row (flushed); links to it fall back to their course page (SET NULL).
+
+    Returns its file's path: remove it with `discard_file` once the caller has committed.
+    """
+    db.session.delete(media)
+    db.session.flush()
+    log.info("Deleted media %s %r", media.id, media.title)
+    return media.file_path
 
 
 def file_path(root: str, media: Media) -> Path:

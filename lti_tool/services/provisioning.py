@@ -47,6 +47,7 @@ class Provisioned:
     resource_link_id: int | None
     media_id: int | None
     user_created: bool
+    media_missing: bool = False  # the link's custom media_id names media that is gone
 
 
 def _insert(model_or_table):
@@ -71,9 +72,10 @@ def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned
     if group is not None:
         _membership(platform, group, user, roles.group_role)
     link_id = media_id = None
+    missing = False
     if data.get(c.MESSAGE_TYPE) == c.RESOURCE_LINK_REQUEST:
-        link_id, media_id = _resource_link(platform, data, category, group, now)
-    return Provisioned(user, roles, category, group, link_id, media_id, created)
+        link_id, media_id, missing = _resource_link(platform, data, category, group, now)
+    return Provisioned(user, roles, category, group, link_id, media_id, created, missing)
 
 
 # Users
@@ -294,12 +296,12 @@ def _resource_link(
     category: Category | None,
     group: RBACGroup | None,
     now: datetime,
-) -> tuple[int, int | None]:
+) -> tuple[int, int | None, bool]:
     """Count the launch on the link in one atomic statement, creating the link the first time.
 
-    Returns (link id, media id). The UPDATE serves every launch but a link's first; the first
-    inserts, and a concurrent first launch that loses the insert race counts itself in the
-    conflict clause, so no launch is lost.
+    Returns (link id, media id, whether the link names media that no longer exists). The
+    UPDATE serves every launch but a link's first; the first inserts, and a concurrent first
+    launch that loses the insert race counts itself in the conflict clause: no launch is lost.
     """
     context = data.get(c.CONTEXT) if isinstance(data.get(c.CONTEXT), dict) else {}
     link = data[c.RESOURCE_LINK]
@@ -316,7 +318,8 @@ def _resource_link(
         "rbac_group_id": group.id if group else None,
         "last_launch": now,
     }
-    media_id = _custom_media_id(data.get(c.CUSTOM))
+    requested = _requested_media_id(data.get(c.CUSTOM))
+    media_id = requested if requested is not None and _media_exists(requested) else None
     if media_id is not None:
         values["media_id"] = media_id
     table = LTIResourceLink.__table__
@@ -335,16 +338,20 @@ def _resource_link(
                       "launch_count": table.c.launch_count + 1},
             ).returning(table.c.id, table.c.media_id)
         ).one()
-    return row[0], row[1]
+    return row[0], row[1], requested is not None and media_id is None
 
 
-def _custom_media_id(custom: Any) -> int | None:
-    """The media a deep-linked item points at (custom parameter media_id), if it still exists."""
+def _requested_media_id(custom: Any) -> int | None:
+    """The media a deep-linked item points at: its custom parameter media_id."""
     if not isinstance(custom, dict):
         return None
     try:
-        media_id = int(custom.get("media_id"))
+        return int(custom.get("media_id"))
     except (TypeError, ValueError):
         return None
-    exists = db.session.scalar(select(func.count()).select_from(Media).where(Media.id == media_id))
-    return media_id if exists else None
+
+
+def _media_exists(media_id: int) -> bool:
+    return bool(
+        db.session.scalar(select(func.count()).select_from(Media).where(Media.id == media_id))
+    )
