@@ -269,7 +269,8 @@ def media_add(path: str, title: str, description: str, owner: str | None, visibi
         db.session.commit()
     except Exception:
         db.session.rollback()
-        media.discard_file(root, item.file_path)
+        for relative in media.stored_files(item):
+            media.discard_file(root, relative)
         raise
     click.echo(f"Added {item.mime_type} '{item.title}' ({item.size} bytes) as media {item.id}")
 

@@ -288,6 +288,12 @@ class Media(db.Model):
         server_default=Visibility.MEMBERS.value,
         comment="public: anyone signed in; members: the category's group; private: owner",
     )
+    thumbnail_path: Mapped[str | None] = mapped_column(
+        String(255), comment="generated preview image relative to MEDIA_ROOT; empty: placeholder"
+    )
+    captions_path: Mapped[str | None] = mapped_column(
+        String(255), comment="WebVTT captions relative to MEDIA_ROOT"
+    )
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
 

@@ -140,6 +140,8 @@ def test_choosing_media_answers_with_a_signed_response_the_platform_accepts(
     assert claims[LTI + "deployment_id"] == lms.deployment_id
     assert DL + "data" not in claims, "no data in the request, none echoed"
     [item] = claims[DL + "content_items"]
+    thumbnail = item.pop("thumbnail")["url"]
+    assert thumbnail.startswith(f"https://tool.example.org/media/{public.id}/thumbnail?token=")
     assert item == {
         "type": "ltiResourceLink",
         "title": "Public lecture",
@@ -150,6 +152,10 @@ def test_choosing_media_answers_with_a_signed_response_the_platform_accepts(
         "window": {"targetName": f"media-{public.id}", "width": 1024, "height": 640},
     }
     assert claims["iat"] < __import__("time").time(), "back-dated for zero-leeway platforms"
+    # The LMS shows the preview without a session in the tool: the URL carries a token.
+    lms_side = type(browser)(browser.application, browser.application.response_class)
+    assert lms_side.get(thumbnail).status_code in (200, 302)
+    assert lms_side.get(thumbnail.replace("token=", "token=x")).status_code == 401
 
 
 def test_data_is_echoed_and_targets_respected(browser, lms, db, library):

@@ -2,6 +2,7 @@
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,74 @@ def test_media_not_shared_with_the_user_gets_a_clear_page(browser, lms, db, make
     response = lms.launch(browser, custom={"media_id": str(item.id)})
     page = browser.get(response.headers["Location"])
     assert page.status_code == 403 and b"not shared with you" in page.data
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+VTT = "WEBVTT\n\n00:00.000 --> 00:02.000\nHello, cells!\n"
+
+
+def test_an_image_is_its_own_preview(browser, lms, db):
+    lms.launch(browser, roles=[INSTRUCTOR])
+    upload(browser, db, content=PNG, filename="slide.png")
+    item = db.session.scalar(sa.select(Media))
+    assert item.thumbnail_path == item.file_path
+    with browser.get(f"/media/{item.id}/thumbnail") as response:
+        assert response.status_code == 200 and response.get_data() == PNG
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is not None, reason="ffmpeg makes a real poster")
+def test_a_video_without_ffmpeg_gets_the_placeholder(browser, lms, db):
+    lms.launch(browser, roles=[INSTRUCTOR])
+    upload(browser, db)
+    item = db.session.scalar(sa.select(Media))
+    assert item.thumbnail_path is None
+    response = browser.get(f"/media/{item.id}/thumbnail")
+    assert response.status_code == 302 and response.headers["Location"].endswith(
+        "/static/img/video.svg")
+    with browser.get("/static/img/video.svg") as placeholder:
+        assert placeholder.status_code == 200 and b"<svg" in placeholder.get_data()
+
+
+def test_previews_need_a_session_or_the_signed_token(client, browser, lms, db):
+    lms.launch(browser, roles=[INSTRUCTOR])
+    upload(browser, db, content=PNG, filename="slide.png")
+    item = db.session.scalar(sa.select(Media))
+    assert client.get(f"/media/{item.id}/thumbnail").status_code == 401
+    assert client.get(f"/media/{item.id}/thumbnail?token=forged").status_code == 401
+
+
+def test_captions_are_added_served_and_played(browser, lms, db, app):
+    lms.launch(browser, roles=[INSTRUCTOR])
+    upload(browser, db)
+    item = db.session.scalar(sa.select(Media))
+    page = browser.get(f"/media/{item.id}/edit")
+    response = browser.post(f"/media/{item.id}/edit", headers=REFERER,
+                            content_type="multipart/form-data", data={
+                                "csrf_token": csrf(page), "title": item.title,
+                                "description": "", "category": str(course(db).id),
+                                "visibility": "members",
+                                "captions": (io.BytesIO(VTT.encode()), "en.vtt")})
+    assert response.status_code == 303
+    with browser.get(f"/media/{item.id}/captions.vtt") as captions:
+        assert captions.mimetype == "text/vtt" and captions.get_data(as_text=True) == VTT
+    assert b'<track kind="captions"' in browser.get(f"/media/{item.id}").data
+    confirm = browser.get(f"/media/{item.id}/delete")
+    browser.post(f"/media/{item.id}/delete", headers=REFERER, data={"csrf_token": csrf(confirm)})
+    assert stored_files(app) == [], "media and captions files are both gone"
+
+
+def test_a_captions_file_that_is_not_webvtt_is_a_form_error(browser, lms, db):
+    lms.launch(browser, roles=[INSTRUCTOR])
+    upload(browser, db)
+    item = db.session.scalar(sa.select(Media))
+    page = browser.get(f"/media/{item.id}/edit")
+    response = browser.post(f"/media/{item.id}/edit", headers=REFERER,
+                            content_type="multipart/form-data", data={
+                                "csrf_token": csrf(page), "title": "Changed title",
+                                "description": "", "category": str(course(db).id),
+                                "visibility": "members",
+                                "captions": (io.BytesIO(b"1\n00:00:00,000 --> 00:00:02,000\nHi\n"),
+                                             "en.srt")})
+    assert response.status_code == 400 and b"not a WebVTT file" in response.data
+    db.session.expire_all()
+    assert db.session.get(Media, item.id).title == "Lecture 3", "nothing saved"

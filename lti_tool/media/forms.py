@@ -69,5 +69,13 @@ class UploadForm(MediaDetailsForm):
     )
 
 
+class EditForm(MediaDetailsForm):
+    captions = FileField(
+        "Captions (WebVTT)",
+        validators=[Optional()],
+        description="Optional: a .vtt file; a new one replaces the old.",
+    )
+
+
 class DeleteForm(FlaskForm):
     """Just the CSRF token: deleting is a POST after a confirmation page."""

@@ -23,7 +23,7 @@ from ..services.tool_conf import load_launch_data, lti_context
 from .forms import (
     SCOPE_LABELS,
     DeleteForm,
-    MediaDetailsForm,
+    EditForm,
     PickerFilterForm,
     PickerForm,
     UploadForm,
@@ -97,7 +97,8 @@ def _commit_or_discard(root: str, item: Media) -> None:
         db.session.commit()
     except Exception:
         db.session.rollback()
-        media.discard_file(root, item.file_path)
+        for relative in media.stored_files(item):
+            media.discard_file(root, relative)
         raise
 
 
@@ -108,17 +109,26 @@ def media_edit(id: int):
     categories = access.upload_categories(current_user)
     if item.category and item.category not in categories:
         categories.append(item.category)
-    form = MediaDetailsForm(obj=item, category=item.category_id,
-                            visibility=item.visibility.value)
+    form = EditForm(obj=item, category=item.category_id, visibility=item.visibility.value)
     form.set_categories(categories)
     if form.validate_on_submit():
-        media.update_media(item, title=form.title.data, description=form.description.data or "",
-                           category=db.session.get(Category, form.category.data),
-                           visibility=Visibility(form.visibility.data))
-        db.session.commit()
-        flash(f"Saved “{item.title}”.")
-        return redirect(url_for(".media_detail", id=item.id), 303)
-    return render_template("media/edit.html", form=form, media=item)
+        try:
+            media.update_media(
+                item, title=form.title.data, description=form.description.data or "",
+                category=db.session.get(Category, form.category.data),
+                visibility=Visibility(form.visibility.data))
+            if form.captions.data:
+                media.set_captions(item, form.captions.data.stream,
+                                   current_app.config["MEDIA_ROOT"])
+        except ValidationError as e:
+            db.session.rollback()
+            form[e.field].errors.append(e.message)
+        else:
+            db.session.commit()
+            flash(f"Saved “{item.title}”.")
+            return redirect(url_for(".media_detail", id=item.id), 303)
+    return render_template("media/edit.html", form=form, media=item), (
+        400 if form.errors else 200)
 
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
@@ -129,9 +139,10 @@ def media_delete(id: int):
     if form.validate_on_submit():
         back = url_for(".category", id=item.category_id) if item.category_id else url_for(
             ".my_media")
-        relative = media.delete_media(item)
+        files = media.delete_media(item)
         db.session.commit()
-        media.discard_file(current_app.config["MEDIA_ROOT"], relative)
+        for relative in files:
+            media.discard_file(current_app.config["MEDIA_ROOT"], relative)
         flash(f"Deleted “{item.title}”. Links to it in courses now open the course's media.")
         return redirect(back, 303)
     return render_template("media/confirm_delete.html", form=form, media=item,
@@ -177,6 +188,39 @@ def media_file(id: int):
     return response
 
 
+@bp.get("/<int:id>/thumbnail")
+def media_thumbnail(id: int):
+    """The preview image: for a signed-in viewer, or with the signed token that deep-linking
+    responses carry (an LMS shows the preview without a session in the tool)."""
+    item = db.get_or_404(Media, id)
+    token_ok = media.thumbnail_token_valid(request.args.get("token", ""), item.id,
+                                           current_app.config["SECRET_KEY"])
+    if not token_ok:
+        if not current_user.is_authenticated:
+            abort(401, description="Please open the media tool again from your course.")
+        if not access.can_view_media(current_user, item):
+            abort(403)
+    if not item.thumbnail_path:
+        return redirect(url_for("static", filename=media.placeholder(item.mime_type)))
+    response = send_file(
+        media.file_path(current_app.config["MEDIA_ROOT"], item, item.thumbnail_path),
+        conditional=True, max_age=3600)
+    response.cache_control.private = True
+    response.cache_control.public = False
+    return response
+
+
+@bp.get("/<int:id>/captions.vtt")
+@login_required
+def media_captions(id: int):
+    item = db.get_or_404(Media, id)
+    if not access.can_view_media(current_user, item) or not item.captions_path:
+        abort(404)
+    return send_file(
+        media.file_path(current_app.config["MEDIA_ROOT"], item, item.captions_path),
+        mimetype="text/vtt", conditional=True, max_age=0)
+
+
 @bp.route("/picker/<launch_id>", methods=["GET", "POST"])
 @login_required
 def picker(launch_id: str):
@@ -195,7 +239,13 @@ def picker(launch_id: str):
             error = e.message
         else:
             launch_url = url_for("launch.launch", _external=True)
-            items = [deep_linking.content_item(m, request_, launch_url, None) for m in chosen]
+            secret = current_app.config["SECRET_KEY"]
+            items = [
+                deep_linking.content_item(m, request_, launch_url, url_for(
+                    ".media_thumbnail", id=m.id, token=media.thumbnail_token(m.id, secret),
+                    _external=True))
+                for m in chosen
+            ]
             token = deep_linking.response_jwt(request_, platform, items)
             return render_template("media/deep_link_return.html", action=return_url,
                                    jwt=token, count=len(items))

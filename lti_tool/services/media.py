@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
 
 from ..errors import ValidationError, human_size
@@ -152,14 +155,74 @@ def add_media(
         category=category,
         visibility=visibility,
     )
+    media.thumbnail_path = make_thumbnail(root, relative, mime_type)
     db.session.add(media)
     try:
         db.session.flush()
     except Exception:
-        discard_file(root, relative)
+        for path in stored_files(media):
+            discard_file(root, path)
         raise
     log.info("Added media %s (%s, %d bytes)", media.id, mime_type, size)
     return media
+
+
+def make_thumbnail(root: str, relative: str, mime_type: str) -> str | None:
+    """A preview image: an image is its own; a video gets a frame when ffmpeg is installed.
+
+    Returns the preview's path, or None where the kind's placeholder serves instead.
+    """
+    if mime_type.startswith("image/"):
+        return relative
+    ffmpeg = shutil.which("ffmpeg")
+    if not mime_type.startswith("video/") or ffmpeg is None:
+        return None
+    poster = relative.rsplit(".", 1)[0] + ".poster.jpg"
+    try:
+        subprocess.run(
+            [ffmpeg, "-nostdin", "-loglevel", "error", "-ss", "1", "-i",
+             str(Path(root) / relative), "-frames:v", "1", "-vf", "scale=320:-2", "-y",
+             str(Path(root) / poster)],
+            check=True, timeout=60, capture_output=True,
+        )
+    except (subprocess.SubprocessError, OSError) as e:
+        log.warning("No poster frame for %s: %s", relative, type(e).__name__)
+        discard_file(root, poster)
+        return None
+    return poster if (Path(root) / poster).is_file() else None
+
+
+def placeholder(mime_type: str) -> str:
+    """The static placeholder image of a kind of media."""
+    kind = mime_type.split("/")[0]
+    return f"img/{kind if kind in ('video', 'audio', 'image') else 'pdf'}.svg"
+
+
+MAX_CAPTIONS = 2 * 1024 * 1024
+
+
+def set_captions(media: Media, stream: BinaryIO, root: str) -> None:
+    """Store WebVTT captions for an item (flushed). Raises ValidationError on `captions`."""
+    raw = stream.read(MAX_CAPTIONS + 1)
+    if len(raw) > MAX_CAPTIONS:
+        raise ValidationError("captions", "the captions file is larger than 2 MB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("captions", "captions must be a UTF-8 WebVTT file") from None
+    if not text.startswith("WEBVTT"):
+        raise ValidationError("captions", "this is not a WebVTT file (it must start with WEBVTT)")
+    relative = media.file_path.rsplit(".", 1)[0] + ".vtt"
+    (Path(root) / relative).write_text(text, encoding="utf-8")
+    media.captions_path = relative
+    db.session.flush()
+
+
+def stored_files(media: Media) -> list[str]:
+    """Every file of an item: the media, its preview (when not the media itself), captions."""
+    return list(dict.fromkeys(
+        p for p in (media.file_path, media.thumbnail_path, media.captions_path) if p
+    ))
 
 
 def update_media(media: Media, *, title: str, description: str, category: Category | None,
@@ -182,16 +245,32 @@ def links_to(media: Media) -> int:
     )
 
 
-def delete_media(media: Media) -> str:
+def delete_media(media: Media) -> list[str]:
     """Delete an item's row (flushed); links to it fall back to their course page (SET NULL).
 
-    Returns its file's path: remove it with `discard_file` once the caller has committed.
+    Returns its files' paths: remove them with `discard_file` once the caller has committed.
     """
+    files = stored_files(media)
     db.session.delete(media)
     db.session.flush()
     log.info("Deleted media %s %r", media.id, media.title)
-    return media.file_path
+    return files
 
 
-def file_path(root: str, media: Media) -> Path:
-    return Path(root) / media.file_path
+def file_path(root: str, media: Media, relative: str | None = None) -> Path:
+    """Where a file of the item lives: the media itself unless `relative` names another."""
+    return Path(root) / (relative or media.file_path)
+
+
+def thumbnail_token(media_id: int, secret: str) -> str:
+    """A token that lets an LMS show one item's preview image without a session."""
+    return URLSafeSerializer(secret, salt="media-thumbnail").dumps(media_id)
+
+
+def thumbnail_token_valid(token: str, media_id: int, secret: str) -> bool:
+    if not token:
+        return False
+    try:
+        return URLSafeSerializer(secret, salt="media-thumbnail").loads(token) == media_id
+    except BadSignature:
+        return False
