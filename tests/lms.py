@@ -148,6 +148,7 @@ class TestPlatform:
         self.issuer = issuer or f"http://localhost:{self.server.port}"
         self.platform = None
         self.tool_url = ""  # where the browser-facing pages send the browser (browser tests)
+        self.browser_roles = [LEARNER]  # roles of the user signed in to the web side
 
     # keys
 
@@ -294,7 +295,8 @@ class TestPlatform:
         """Moodle's auth.php: an auto-submitted id_token for the signed-in user."""
         param = {k: v[0] for k, v in query.items()}
         assert param["redirect_uri"] == f"{self.tool_url}/lti/launch", param["redirect_uri"]
-        token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"]))
+        token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"],
+                                      roles=self.browser_roles))
         return self._autosubmit(param["redirect_uri"], {"id_token": token, "state": param["state"]})
 
     @staticmethod

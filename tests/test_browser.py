@@ -6,6 +6,7 @@ tool is a third party in its iframe, as in production.
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -37,7 +38,7 @@ def tool_url(app, site_lms, migrated, tmp_path):
         yield base
 
 
-def chrome(block_cookies_of: tuple[str, str] | None = None):
+def chrome(block_cookies_of: tuple[str, str] | None = None, one_process: bool = False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -48,6 +49,10 @@ def chrome(block_cookies_of: tuple[str, str] | None = None):
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--ignore-certificate-errors"):
         options.add_argument(flag)
+    if one_process:
+        # Network throttling applies to the page's own process: keep the cross-site iframe in it.
+        options.add_argument("--disable-site-isolation-trials")
+        options.add_argument("--disable-features=IsolateOrigins,site-per-process")
     if block_cookies_of:
         # The tool's cookies blocked while it is framed by the LMS, partitioned ones included,
         # as in a browser that keeps no third-party cookies at all.
@@ -114,3 +119,39 @@ def test_with_third_party_cookies_blocked_the_tool_continues_in_a_new_window(
     driver.switch_to.window(new_window)
     text = wait_for_text(driver, "Your role in this course")
     assert "Modern History" in text
+
+
+def test_a_teacher_uploads_inside_the_iframe_and_sees_the_progress(
+    browser_factory, site_lms, tool_url, tmp_path
+):
+    from selenium.webdriver.common.by import By
+
+    from .lms import INSTRUCTOR
+    from .test_media import MP4
+
+    video = tmp_path / "lecture.mp4"
+    video.write_bytes(MP4 * 2500)  # 2.6 MB
+    site_lms.browser_roles = [INSTRUCTOR]
+    driver = browser_factory(one_process=True)
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    wait_for_text(driver, "Your role in this course: manager")
+    driver.find_element(By.LINK_TEXT, "Add media").click()
+    wait_for_text(driver, "Add media")
+    driver.find_element(By.NAME, "file").send_keys(str(video))
+    driver.find_element(By.NAME, "title").send_keys("Lecture 4")
+    driver.set_network_conditions(latency=5, download_throughput=10_000_000,
+                                  upload_throughput=800_000)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    seen = set()
+    for _ in range(200):
+        status = driver.execute_script(
+            "var s = document.querySelector('[data-status]'); return s ? s.textContent : null")
+        if status:
+            seen.add(status)
+        if status is None and "Lecture 4" in driver.find_element(By.TAG_NAME, "body").text:
+            break
+        time.sleep(0.05)
+    assert any(s.endswith("% uploaded") for s in seen), seen
+    assert "Added “Lecture 4”" in wait_for_text(driver, "Lecture 4")
+    assert driver.execute_script("return location.pathname").startswith("/media/")

@@ -18,9 +18,10 @@ document.querySelectorAll("form[data-upload]").forEach(function (form) {
       status.textContent = percent + "% uploaded";
     };
     xhr.onload = function () {
-      if (xhr.status < 400 && xhr.responseURL) {
-        window.location.href = xhr.responseURL;
-        return;
+      // Show the page the server answered with (the new item, or the form with its errors)
+      // as it is: loading it again would lose its one-time messages.
+      if (xhr.responseURL && xhr.status < 400) {
+        window.history.replaceState(null, "", xhr.responseURL);
       }
       document.open();
       document.write(xhr.responseText);
