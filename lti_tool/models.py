@@ -263,7 +263,11 @@ class Media(db.Model):
     """An uploaded file (video, audio, image, PDF) with its description and visibility."""
 
     __tablename__ = "media"
-    __table_args__ = (Index(None, "category_id", "created_at"),)
+    __table_args__ = (
+        Index(None, "category_id", "created_at"),
+        # The picker lists newest first over everything an instructor may use.
+        Index(None, "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(255))

@@ -18,12 +18,25 @@ config.set_main_option(
 )
 
 
+# Full-text search lives outside the models: SQLite's FTS5 table media_fts (and its shadow
+# tables) and PostgreSQL's generated media.search column with its GIN index. Autogenerate must
+# neither drop nor report them.
+SEARCH_OBJECTS = ("media_fts", "search", "ix_media_search")
+
+
+def include_object(object, name, type_, reflected, compare_to):
+    if reflected and compare_to is None and name and name.startswith(SEARCH_OBJECTS):
+        return False
+    return True
+
+
 def run_migrations_offline():
     """Emit SQL for the configured URL without connecting."""
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_db.metadata,
         literal_binds=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -41,6 +54,7 @@ def run_migrations_online():
                 logger.info("No changes in schema detected.")
 
     conf_args = current_app.extensions["migrate"].configure_args
+    conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

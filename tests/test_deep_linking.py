@@ -218,3 +218,47 @@ def test_a_picked_item_later_launches_into_its_player(browser, lms, db, library)
     public = library["public"]
     response = lms.launch(browser, roles=[LEARNER], custom={"media_id": str(public.id)})
     assert response.headers["Location"].endswith(f"/media/{public.id}")
+
+
+@pytest.mark.parametrize(
+    "q, found",
+    [
+        ("photo", {"Photosynthesis explained"}),
+        ("LIGHT react", {"Photosynthesis explained"}),
+        ("cell", {"Cell biology", "Photosynthesis explained"}),
+        ("cell dark", {"Photosynthesis explained"}),
+        ("biology dark", set()),
+        ('"*) OR title:x NEAR(', set()),
+        ("ünïcode", {"Ünïcode lecture"}),
+    ],
+    ids=["prefix", "words-anywhere", "title-or-description", "all-words", "no-item-has-all",
+         "syntax-is-text", "unicode"],
+)
+def test_search_matches_word_starts_in_title_and_description(browser, lms, db, make_user, q,
+                                                             found):
+    owner = make_user("owner")
+    for title, text in [("Photosynthesis explained", "Light and dark reactions in cells"),
+                        ("Cell biology", ""), ("Ünïcode lecture", "")]:
+        db.session.add(Media(title=title, description=text, file_path=title, size=1,
+                             mime_type="video/mp4", owner=owner, visibility=Visibility.PUBLIC))
+    db.session.commit()
+    url, _ = open_picker(browser, lms)
+    page = browser.get(url, query_string={"q": q}).get_data(as_text=True)
+    shown = {t for t in ("Photosynthesis explained", "Cell biology", "Ünïcode lecture")
+             if t in page}
+    assert shown == found
+
+
+def test_search_follows_edits_and_deletes(browser, lms, db, make_user):
+    item = Media(title="Old name", file_path="x", size=1, mime_type="video/mp4",
+                 owner=make_user("owner"), visibility=Visibility.PUBLIC)
+    db.session.add(item)
+    db.session.commit()
+    url, _ = open_picker(browser, lms)
+    item.title = "Renamed mitochondria"
+    db.session.commit()
+    assert "Renamed" in browser.get(url + "?q=mitochondria").get_data(as_text=True)
+    assert "Renamed" not in browser.get(url + "?q=old").get_data(as_text=True)
+    db.session.delete(item)
+    db.session.commit()
+    assert "No media matches" in browser.get(url + "?q=mitochondria").get_data(as_text=True)
