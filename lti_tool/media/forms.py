@@ -32,7 +32,7 @@ class PickerFilterForm(FlaskForm):
 
     q = StringField("Search title and description", validators=[Optional()])
     scope = StringField("Show", default="all")
-    page = IntegerField(default=1, validators=[Optional()])
+    after = IntegerField(validators=[Optional()])
 
     def clean_scope(self) -> str:
         return self.scope.data if self.scope.data in SCOPES else "all"

@@ -250,13 +250,12 @@ def picker(launch_id: str):
             return render_template("media/deep_link_return.html", action=return_url,
                                    jwt=token, count=len(items))
     filters = PickerFilterForm(request.args)
-    items, more = deep_linking.pickable_media(
-        current_user, category, filters.clean_scope(), filters.q.data or "",
-        filters.page.data or 1,
+    items, next_after = deep_linking.pickable_media(
+        current_user, category, filters.clean_scope(), filters.q.data or "", filters.after.data
     )
     return render_template(
-        "media/picker.html", form=form, filters=filters, items=items, more=more,
-        page=filters.page.data or 1, request_=request_, launch_id=launch_id, error=error,
+        "media/picker.html", form=form, filters=filters, items=items, next_after=next_after,
+        request_=request_, launch_id=launch_id, error=error,
         category=category, scope_labels=SCOPE_LABELS,
         can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)

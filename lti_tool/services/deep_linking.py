@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from sqlalchemy import func, literal_column, or_, select, table, text
+from sqlalchemy import func, literal_column, or_, select, table, text, tuple_
 
 from ..errors import ValidationError
 from ..extensions import db
@@ -88,9 +88,13 @@ def _usable(user: User, category: Category | None):
 
 
 def pickable_media(
-    user: User, category: Category | None, scope: str = "all", q: str = "", page: int = 1
-) -> tuple[list[Media], bool]:
-    """One page of the media the picker offers, newest first, and whether more follow."""
+    user: User, category: Category | None, scope: str = "all", q: str = "",
+    after: int | None = None,
+) -> tuple[list[Media], int | None]:
+    """One page of the media the picker offers, newest first, and the cursor of the next page.
+
+    Pages by key (`after` = the last item's id), so a deep page costs what the first does.
+    """
     query = select(Media).where(_usable(user, category))
     if scope == "course":
         query = query.where(Media.category_id == (category.id if category else -1))
@@ -100,12 +104,17 @@ def pickable_media(
         query = query.where(Media.visibility == Visibility.PUBLIC)
     if (condition := search_condition(q)) is not None:
         query = query.where(condition)
+    if after is not None:
+        last = db.session.execute(
+            select(Media.created_at, Media.id).where(Media.id == after)
+        ).first()
+        if last is not None:
+            query = query.where(tuple_(Media.created_at, Media.id) < tuple_(*last))
     rows = db.session.scalars(
-        query.order_by(Media.created_at.desc(), Media.id.desc())
-        .offset((max(page, 1) - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE + 1)
+        query.order_by(Media.created_at.desc(), Media.id.desc()).limit(PAGE_SIZE + 1)
     ).all()
-    return list(rows[:PAGE_SIZE]), len(rows) > PAGE_SIZE
+    items = list(rows[:PAGE_SIZE])
+    return items, (items[-1].id if len(rows) > PAGE_SIZE else None)
 
 
 def search_condition(q: str):
