@@ -267,3 +267,30 @@ def test_search_follows_edits_and_deletes(browser, lms, db, make_user):
     db.session.delete(item)
     db.session.commit()
     assert "No media matches" in browser.get(url + "?q=mitochondria").get_data(as_text=True)
+
+
+def test_a_request_without_context_or_data_opens_the_picker(browser, lms, db, library):
+    url, page = open_picker(browser, lms, context=DROP, target_link_uri=DROP)
+    assert page.status_code == 200 and b"Public lecture" in page.data
+    assert b"No media matches" in browser.get(url + "?scope=course").data
+
+
+def test_a_platform_that_takes_no_links_is_told_and_may_cancel(browser, lms, db, library):
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: settings(lms, accept_types=["file"])})
+    assert b"does not accept links" in page.data
+    assert b'value="add"' not in page.data
+    forced = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(library["public"].id)], "action": "add"})
+    assert forced.status_code == 400 and b'name="JWT"' not in forced.data
+    response = browser.post(url, headers=REFERER, data={"csrf_token": csrf(page),
+                                                        "action": "cancel"})
+    assert verify_as_the_platform(browser, lms, answer(response)[1])[DL + "content_items"] == []
+
+
+def test_a_return_url_off_the_platform_is_refused(browser, lms, db, library):
+    evil = settings(lms, deep_link_return_url="https://evil.example.com/collect")
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: evil})
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(library["public"].id)], "action": "add"})
+    assert response.status_code == 400 and b"not on the platform" in response.data
+    assert b'name="JWT"' not in response.data

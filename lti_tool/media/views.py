@@ -232,7 +232,7 @@ def picker(launch_id: str):
     if form.validate_on_submit():
         try:
             chosen = [] if form.action.data == "cancel" else deep_linking.chosen_media(
-                current_user, category, form.media_ids.data or [], request_.accept_multiple
+                current_user, category, form.media_ids.data or [], request_
             )
             return_url = deep_linking.check_return_url(request_, platform)
         except ValidationError as e:

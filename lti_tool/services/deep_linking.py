@@ -141,8 +141,11 @@ def search_condition(q: str):
     return or_(func.lower(Media.title).like(pattern), func.lower(Media.description).like(pattern))
 
 
-def chosen_media(user: User, category: Category | None, ids: list[int], multiple: bool):
+def chosen_media(user: User, category: Category | None, ids: list[int], request: Request):
     """The picked items, each checked again against what this instructor may use."""
+    if not request.accepts_links:
+        raise ValidationError("media_ids", "this LMS does not accept links to media here")
+    multiple = request.accept_multiple
     if not ids:
         raise ValidationError("media_ids", "choose at least one item")
     if len(ids) > 1 and not multiple:
