@@ -265,13 +265,7 @@ def media_add(path: str, title: str, description: str, owner: str | None, visibi
             )
         except ValidationError as e:
             raise _bad(e, {"file": "PATH", "title": "--title"}) from None
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        for relative in media.stored_files(item):
-            media.discard_file(root, relative)
-        raise
+    media.commit_or_discard(root, item)
     click.echo(f"Added {item.mime_type} '{item.title}' ({item.size} bytes) as media {item.id}")
 
 

@@ -84,22 +84,12 @@ def upload():
         except ValidationError as e:
             form[e.field].errors.append(e.message)
         else:
-            _commit_or_discard(root, item)
+            media.commit_or_discard(root, item)
             flash(f"Added “{item.title}”.")
             target = request.args.get("next")
             return redirect(target if users.is_safe_next(target) else
                             url_for(".media_detail", id=item.id), 303)
     return render_template("media/upload.html", form=form), 400 if form.errors else 200
-
-
-def _commit_or_discard(root: str, item: Media) -> None:
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        for relative in media.stored_files(item):
-            media.discard_file(root, relative)
-        raise
 
 
 @bp.route("/<int:id>/edit", methods=["GET", "POST"])

@@ -167,6 +167,21 @@ def add_media(
     return media
 
 
+def commit_or_discard(root: str, media: Media) -> None:
+    """Commit a newly added item; if the commit fails, remove its files and re-raise.
+
+    For the callers of `add_media` (views and commands commit; the files must not outlive a
+    row that was never written).
+    """
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        for relative in stored_files(media):
+            discard_file(root, relative)
+        raise
+
+
 def make_thumbnail(root: str, relative: str, mime_type: str) -> str | None:
     """A preview image: an image is its own; a video gets a frame when ffmpeg is installed.
 
