@@ -149,8 +149,8 @@ class User(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
 
-    def has_global_role(self, role: GlobalRole) -> bool:
-        return self.global_role.rank >= role.rank
+    def has_global_role(self, role: GlobalRole | str) -> bool:
+        return self.global_role.rank >= GlobalRole(role).rank
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r} {self.global_role}>"

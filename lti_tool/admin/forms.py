@@ -1,8 +1,8 @@
-"""Admin forms."""
+"""Admin forms: sign-in, platforms."""
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, HiddenField, PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -11,5 +11,49 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class LogoutForm(FlaskForm):
-    """Just the CSRF token: signing out is a POST."""
+class ActionForm(FlaskForm):
+    """A button that POSTs (sign out, activate, refresh keys): just the CSRF token."""
+
+
+class PlatformForm(FlaskForm):
+    """A platform registration, laid out in the order of Moodle's "Tool configuration details"."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=255)],
+                       description='How this LMS is called here, e.g. "Moodle Production".')
+    moodle_site = StringField(
+        "Moodle site address", validators=[Optional(), Length(max=1024)],
+        description="Optional: a Moodle's address (e.g. https://lms.example.edu/moodle) fills "
+                    "Platform ID and the three URLs below when they are empty.")
+    platform_id = StringField("Platform ID", validators=[Optional(), Length(max=255)],
+                              description="The issuer: Moodle's site address, exactly.")
+    client_id = StringField("Client ID", validators=[DataRequired(), Length(max=255)])
+    deployment_ids = TextAreaField(
+        "Deployment ID", validators=[Optional()],
+        description="One per line. Launches with any other deployment are refused.")
+    key_set_url = StringField("Public keyset URL", validators=[Optional(), Length(max=1024)])
+    auth_token_url = StringField("Access token URL", validators=[Optional(), Length(max=1024)])
+    auth_login_url = StringField("Authentication request URL",
+                                 validators=[Optional(), Length(max=1024)])
+    auth_audience = StringField(
+        "Token audience", validators=[Optional(), Length(max=1024)],
+        description="Leave empty for Moodle (the access token URL is used).")
+    enable_nrps = BooleanField("Sync course rosters (Names and Role Provisioning)", default=True)
+    enable_deep_linking = BooleanField("Enable deep linking (choosing media)", default=True)
+    auto_create_categories = BooleanField("Create a course space on the first launch",
+                                          default=True)
+    auto_create_users = BooleanField("Create users on their first launch", default=True)
+    auto_sync_roles = BooleanField("Apply role changes from the LMS on every launch",
+                                   default=True)
+    remove_from_groups_on_unenroll = BooleanField("Remove people who left the course")
+    active = BooleanField("Active", default=True)
+
+    def data_for_service(self) -> dict:
+        """The form's values in the shape services.platforms expects."""
+        data = {k: v for k, v in self.data.items() if k not in ("csrf_token", "moodle_site")}
+        data["deployment_ids"] = (self.deployment_ids.data or "").splitlines()
+        return data
+
+
+class ConfirmDeleteForm(FlaskForm):
+    confirm_name = StringField("Type the platform's name to confirm",
+                               validators=[DataRequired()])

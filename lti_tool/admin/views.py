@@ -2,10 +2,13 @@
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy.exc import IntegrityError
 
-from ..models import GlobalRole
-from ..services import dashboard, users
-from .forms import LoginForm, LogoutForm
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import GlobalRole, LTIPlatform
+from ..services import dashboard, jwks, platforms, users
+from .forms import ActionForm, ConfirmDeleteForm, LoginForm, PlatformForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -27,13 +30,16 @@ def require_staff():
     return None
 
 
+@bp.context_processor
+def admin_context():
+    """Every admin page has the sign-out button (and other one-click actions) with CSRF."""
+    return {"action_form": ActionForm()}
+
+
 @bp.get("/")
 def index():
     return render_template(
-        "admin/index.html",
-        figures=dashboard.summary(),
-        failures=dashboard.recent_failures(),
-        logout_form=LogoutForm(),
+        "admin/index.html", figures=dashboard.summary(), failures=dashboard.recent_failures()
     )
 
 
@@ -54,8 +60,117 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    if LogoutForm().validate_on_submit():
+    if ActionForm().validate_on_submit():
         logout_user()
         session.clear()
         flash("Signed out.")
     return redirect(url_for(".login"), 303)
+
+
+# Platforms
+
+
+@bp.get("/platforms/")
+def platform_list():
+    q = request.args.get("q", "")
+    active = {"yes": True, "no": False}.get(request.args.get("active", ""))
+    page = platforms.search_platforms(q, active, request.args.get("page", 1, type=int))
+    return render_template("admin/platforms/list.html", page=page, q=q,
+                           active=request.args.get("active", ""))
+
+
+@bp.route("/platforms/new", methods=["GET", "POST"])
+def platform_create():
+    form = PlatformForm()
+    if form.validate_on_submit() and _save_platform(form, None):
+        return redirect(url_for(".platform_detail", id=form.platform.id), 303)
+    return render_template("admin/platforms/form.html", form=form, platform=None), (
+        400 if form.errors else 200)
+
+
+@bp.route("/platforms/<int:id>/edit", methods=["GET", "POST"])
+def platform_edit(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    form = PlatformForm(obj=platform)
+    if request.method == "GET":
+        form.deployment_ids.data = "\n".join(platform.deployment_ids or [])
+    if form.validate_on_submit() and _save_platform(form, platform):
+        return redirect(url_for(".platform_detail", id=id), 303)
+    return render_template("admin/platforms/form.html", form=form, platform=platform), (
+        400 if form.errors else 200)
+
+
+def _save_platform(form: PlatformForm, platform: LTIPlatform | None) -> bool:
+    """Create or update from the form; errors land on the form's fields."""
+    data = form.data_for_service()
+    if form.moodle_site.data:
+        try:
+            filled = platforms.moodle_urls(form.moodle_site.data)
+        except ValueError as e:
+            form.moodle_site.errors.append(str(e))
+            return False
+        data |= {k: v for k, v in filled.items() if not (data.get(k) or "").strip()}
+    try:
+        if platform is None:
+            platform = platforms.create_platform(data)
+        else:
+            platforms.update_platform(platform, data)
+        db.session.commit()
+    except ValidationError as e:
+        db.session.rollback()
+        form[e.field].errors.append(e.message)
+        return False
+    except IntegrityError:
+        db.session.rollback()
+        form.name.errors.append("a platform with this name or issuer and client ID exists")
+        return False
+    form.platform = platform
+    flash(f"Saved {platform.name}.")
+    return True
+
+
+@bp.get("/platforms/<int:id>")
+def platform_detail(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    return render_template("admin/platforms/detail.html", platform=platform)
+
+
+@bp.post("/platforms/<int:id>/active")
+def platform_toggle(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    if ActionForm().validate_on_submit():
+        platform.active = request.form.get("active") == "1"
+        db.session.commit()
+        flash(f"{platform.name} is {'active' if platform.active else 'switched off'}.")
+    return redirect(url_for(".platform_detail", id=id), 303)
+
+
+@bp.post("/platforms/<int:id>/refresh-keys")
+def platform_refresh_keys(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    if ActionForm().validate_on_submit():
+        try:
+            key_set = jwks.refresh_platform_keys(platform)
+        except jwks.JWKSFetchError as e:
+            flash(f"Keys not refreshed: {e}", "error")
+        else:
+            kids = ", ".join(str(k.get("kid")) for k in key_set["keys"])
+            flash(f"Fetched {len(key_set['keys'])} key(s): {kids}.")
+    return redirect(url_for(".platform_detail", id=id), 303)
+
+
+@bp.route("/platforms/<int:id>/delete", methods=["GET", "POST"])
+def platform_delete(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    form = ConfirmDeleteForm()
+    if form.validate_on_submit():
+        if form.confirm_name.data != platform.name:
+            form.confirm_name.errors.append("type the name exactly as shown")
+        else:
+            platforms.remove_platform(platform)
+            db.session.commit()
+            flash(f"Deleted {platform.name}.")
+            return redirect(url_for(".platform_list"), 303)
+    return render_template("admin/platforms/confirm_delete.html", form=form, platform=platform,
+                           dependants=platforms.dependants(platform)), (
+        400 if form.errors else 200)

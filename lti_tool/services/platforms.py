@@ -114,6 +114,43 @@ def create_platform(data: Mapping[str, Any]) -> LTIPlatform:
     return platform
 
 
+def update_platform(platform: LTIPlatform, data: Mapping[str, Any]) -> LTIPlatform:
+    """Validate and apply changes to a registration (flushed); raises ValidationError."""
+    for field, value in _validated(data, platform).items():
+        setattr(platform, field, value)
+    db.session.flush()
+    log.info("Updated platform %r", platform.name)
+    return platform
+
+
+def moodle_urls(site: str) -> dict[str, str]:
+    """The issuer and the three endpoint URLs of a Moodle site, from its address alone."""
+    site = check_url(site).rstrip("/")
+    return {
+        "platform_id": site,
+        "key_set_url": f"{site}/mod/lti/certs.php",
+        "auth_token_url": f"{site}/mod/lti/token.php",
+        "auth_login_url": f"{site}/mod/lti/auth.php",
+    }
+
+
+def search_platforms(q: str = "", active: bool | None = None, page: int = 1,
+                     per_page: int = 25):
+    """A page of platforms by name, matching `q` in name, issuer or client ID."""
+    query = select(LTIPlatform)
+    if q.strip():
+        pattern = f"%{q.strip().lower()}%"
+        query = query.where(
+            func.lower(LTIPlatform.name).like(pattern)
+            | func.lower(LTIPlatform.platform_id).like(pattern)
+            | func.lower(LTIPlatform.client_id).like(pattern)
+        )
+    if active is not None:
+        query = query.where(LTIPlatform.active.is_(active))
+    return db.paginate(query.order_by(LTIPlatform.name, LTIPlatform.id), page=page,
+                       per_page=per_page, error_out=False)
+
+
 def list_platforms() -> list[LTIPlatform]:
     """Every platform, by name."""
     return list(db.session.scalars(select(LTIPlatform).order_by(LTIPlatform.name, LTIPlatform.id)))
