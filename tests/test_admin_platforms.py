@@ -184,3 +184,41 @@ def test_managers_read_but_cannot_change(client, db, make_user, make_platform):
     assert client.post("/admin/platforms/new", data={"csrf_token": csrf(detail)}).status_code == 403
     assert client.post(f"/admin/platforms/{platform.id}/active",
                        data={"csrf_token": csrf(detail), "active": "0"}).status_code == 403
+
+
+def test_setup_page_gives_moodle_its_fields_in_order_with_absolute_urls(admin):
+    page = admin.get("/admin/setup").get_data(as_text=True)
+    labels = re.findall(r'<th scope="row">([^<]+)</th>', page)
+    moodle = ["Tool URL", "LTI version", "Public key type", "Public keyset",
+              "Initiate login URL", "Redirection URI(s)"]
+    assert [label for label in labels if label in moodle] == moodle
+    assert 'data-copy="http://localhost/lti/launch"' in page
+    assert 'data-copy="http://localhost/lti/jwks"' in page
+    assert 'data-copy="http://localhost/lti/login"' in page
+    for lms in ("Canvas", "Brightspace", "Sakai", "Open edX"):
+        assert f"<h2>{lms}" in page
+
+
+def test_setup_urls_follow_the_proxy(app, make_user):
+    from lti_tool import create_app
+
+    proxied = create_app({"TESTING": True, "TRUSTED_PROXIES": 1,
+                          "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]})
+    make_user("root", password="long-password-1", global_role="admin")
+    client = proxied.test_client()
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "media.example.org"}
+    with proxied.app_context():
+        form = client.get("/admin/login", headers=headers)
+        client.post("/admin/login", headers=headers | {
+            "Referer": "https://media.example.org/admin/login"}, data={
+            "username": "root", "password": "long-password-1", "csrf_token": csrf(form)})
+        page = client.get("/admin/setup", headers=headers).get_data(as_text=True)
+    assert 'data-copy="https://media.example.org/lti/launch"' in page
+    assert 'data-copy="https://media.example.org/lti/jwks"' in page
+
+
+def test_a_platforms_setup_page_shows_its_values(admin, make_platform):
+    platform = make_platform(client_id="abc123", deployment_ids=["5"])
+    page = admin.get(f"/admin/platforms/{platform.id}/setup").get_data(as_text=True)
+    assert 'data-copy="abc123"' in page and 'data-copy="5"' in page
+    assert f'data-copy="{platform.key_set_url}"' in page

@@ -67,6 +67,27 @@ def logout():
     return redirect(url_for(".login"), 303)
 
 
+# Setup
+
+
+def _tool_urls() -> dict[str, str]:
+    """The tool's own URLs as an LMS must call them (scheme and host as the browser sees them)."""
+    launch = url_for("launch.launch", _external=True)
+    return {"launch": launch, "login": url_for("launch.login", _external=True),
+            "jwks": url_for("launch.jwks", _external=True)}
+
+
+@bp.get("/setup")
+def setup():
+    return render_template("admin/setup.html", urls=_tool_urls(), platform=None)
+
+
+@bp.get("/platforms/<int:id>/setup")
+def platform_setup(id: int):
+    return render_template("admin/setup.html", urls=_tool_urls(),
+                           platform=db.get_or_404(LTIPlatform, id))
+
+
 # Platforms
 
 
