@@ -93,3 +93,31 @@ def test_media_pages_ask_strangers_to_relaunch(client):
     response = client.get("/media/")
     assert response.status_code == 401
     assert b"open the media tool again from your course" in response.data
+
+
+def test_repeated_failures_lock_the_account_for_a_while(client, make_user, caplog):
+    make_user("root", password="long-password-1", global_role="admin")
+    for _ in range(5):
+        assert b"Wrong username or password" in sign_in(client, "root", "guess-123").data
+    locked = sign_in(client, "root", "long-password-1")
+    assert locked.status_code == 429 and b"Too many failed sign-ins" in locked.data
+    assert client.get("/admin/").status_code == 302
+    assert "guess-123" not in caplog.text and "Failed sign-in for 'root'" in caplog.text
+
+
+def test_many_failures_from_one_address_lock_every_account(client, make_user):
+    make_user("root", password="long-password-1", global_role="admin")
+    for n in range(20):
+        sign_in(client, f"nobody{n}", "guess-123")
+    assert sign_in(client, "root", "long-password-1").status_code == 429
+
+
+def test_a_success_clears_the_account_count(client, make_user):
+    make_user("root", password="long-password-1", global_role="admin")
+    for _ in range(4):
+        sign_in(client, "root", "guess-123")
+    assert sign_in(client, "root", "long-password-1").status_code == 303
+    client.post("/admin/logout", data={"csrf_token": csrf_token(client.get("/admin/"))})
+    for _ in range(4):
+        sign_in(client, "root", "guess-123")
+    assert sign_in(client, "root", "long-password-1").status_code == 303

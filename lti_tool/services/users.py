@@ -6,7 +6,7 @@ import re
 from sqlalchemy import select
 
 from ..errors import ValidationError
-from ..extensions import db
+from ..extensions import cache, db
 from ..models import GlobalRole, User
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,34 @@ def authenticate(username: str, password: str) -> User | None:
     """The active local account with this username and password, else None."""
     user = get_user_by_username(username)
     if user is None or not user.active or not user.check_password(password):
-        log.info("Failed sign-in for %r", username[:150])
         return None
     return user
+
+
+SIGNIN_WINDOW = 15 * 60  # seconds failures are remembered
+MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_IP = 20
+
+
+def _failure_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
+    return [(f"signin-fail:user:{username.lower()[:150]}", MAX_FAILURES_PER_ACCOUNT),
+            (f"signin-fail:ip:{ip or '?'}", MAX_FAILURES_PER_IP)]
+
+
+def signin_blocked(username: str, ip: str | None) -> bool:
+    """Whether this account or address failed too often in the last SIGNIN_WINDOW."""
+    return any((cache.get(key) or 0) >= limit for key, limit in _failure_keys(username, ip))
+
+
+def record_failed_signin(username: str, ip: str | None) -> None:
+    for key, _ in _failure_keys(username, ip):
+        if not cache.add(key, 1, timeout=SIGNIN_WINDOW):
+            cache.set(key, (cache.get(key) or 0) + 1, timeout=SIGNIN_WINDOW)
+    log.warning("Failed sign-in for %r from %s", username[:150], ip)
+
+
+def clear_failed_signins(username: str) -> None:
+    cache.delete(_failure_keys(username, None)[0][0])
 
 
 def is_safe_next(target: str | None) -> bool:
