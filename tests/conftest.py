@@ -1,6 +1,7 @@
 """Shared fixtures: the app on a real database (SQLite, or TEST_DATABASE_URL), clients, builders."""
 
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -196,3 +197,19 @@ class HttpsClient(FreshClient):
 def browser(app) -> FlaskClient:
     """A browser reaching the tool over https, as inside an LMS iframe."""
     return HttpsClient(app, app.response_class, use_cookies=True)
+
+
+def csrf(page) -> str:
+    """The CSRF token of a rendered form (CSRF stays on in the tests)."""
+    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+    return match.group(1).decode()
+
+
+@pytest.fixture
+def admin(client, make_user):
+    """The client, signed in as an admin."""
+    make_user("root", password="long-password-1", global_role=GlobalRole.ADMIN)
+    page = client.get("/admin/login")
+    client.post("/admin/login", data={"username": "root", "password": "long-password-1",
+                                      "csrf_token": csrf(page)})
+    return client

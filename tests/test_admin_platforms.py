@@ -7,22 +7,9 @@ import sqlalchemy as sa
 
 from lti_tool.models import LTILaunchLog, LTIPlatform, LTIResourceLink
 
+from .conftest import csrf
+
 MOODLE = "https://lms.example.edu/moodle"
-
-
-def csrf(page) -> str:
-    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-    return match.group(1).decode()
-
-
-@pytest.fixture
-def admin(client, make_user):
-    """The client, signed in as an admin."""
-    make_user("root", password="long-password-1", global_role="admin")
-    page = client.get("/admin/login")
-    client.post("/admin/login", data={"username": "root", "password": "long-password-1",
-                                      "csrf_token": csrf(page)})
-    return client
 
 
 def form_data(page, **changes) -> dict:

@@ -1,8 +1,19 @@
-"""Admin forms: sign-in, platforms."""
+"""Admin forms: sign-in, platforms, role mappings."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, PasswordField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
+
+from ..models import GlobalRole, GroupRole
 
 
 class LoginForm(FlaskForm):
@@ -57,3 +68,27 @@ class PlatformForm(FlaskForm):
 class ConfirmDeleteForm(FlaskForm):
     confirm_name = StringField("Type the platform's name to confirm",
                                validators=[DataRequired()])
+
+
+class RoleMappingForm(FlaskForm):
+    lti_role = StringField(
+        "LTI role", validators=[DataRequired(), Length(max=255)],
+        description="A full URI (http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor) "
+                    "or a short name (Instructor): either matches launches sending the other.")
+    global_role = SelectField("Global role", choices=[SelectChoice("", "(adds nothing)")] + [
+        SelectChoice(r.value, r.value) for r in GlobalRole])
+    group_role = SelectField("Course role", choices=[SelectChoice("", "(adds nothing)")] + [
+        SelectChoice(r.value, r.value) for r in GroupRole])
+    simulate_roles = TextAreaField(
+        "Try it with these roles", validators=[Optional()],
+        description="One per line: shows what a launch gets with this mapping before saving.")
+    action = StringField()
+
+
+class SimulatorForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    roles = TextAreaField("LTI roles", validators=[Optional()],
+                          description="One per line, as a launch sends them.")
+    launch = IntegerField("Or a logged launch", validators=[Optional()])

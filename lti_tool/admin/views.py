@@ -6,9 +6,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import GlobalRole, LTIPlatform
-from ..services import dashboard, jwks, platforms, users
-from .forms import ActionForm, ConfirmDeleteForm, LoginForm, PlatformForm
+from ..models import GlobalRole, GroupRole, LTILaunchLog, LTIPlatform, LTIRoleMapping
+from ..services import dashboard, jwks, platforms, role_mappings, users
+from .forms import (
+    ActionForm,
+    ConfirmDeleteForm,
+    LoginForm,
+    PlatformForm,
+    RoleMappingForm,
+    SimulatorForm,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -202,3 +209,88 @@ def platform_delete(id: int):
     return render_template("admin/platforms/confirm_delete.html", form=form, platform=platform,
                            dependants=platforms.dependants(platform)), (
         400 if form.errors else 200)
+
+
+# Role mappings
+
+
+@bp.get("/platforms/<int:id>/role-mappings/")
+def role_mapping_list(id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    mappings = role_mappings.mappings_of(platform)
+    form = SimulatorForm(request.args)
+    roles, result = None, None
+    if form.launch.data:
+        entry = db.session.get(LTILaunchLog, form.launch.data)
+        if entry is not None and entry.platform_id == platform.id:
+            roles = list((entry.claims or {}).get("https://purl.imsglobal.org/spec/lti/claim/roles")
+                         or [])
+    elif form.roles.data:
+        roles = role_mappings.split_roles(form.roles.data)
+    if roles is not None:
+        result = role_mappings.simulate(roles, mappings)
+    return render_template(
+        "admin/role_mappings/list.html", platform=platform, mappings=mappings, form=form,
+        roles=roles, result=result, defaults=role_mappings.default_table(),
+        launches=role_mappings.recent_launch_roles(platform),
+    )
+
+
+@bp.route("/platforms/<int:id>/role-mappings/new", methods=["GET", "POST"])
+def role_mapping_create(id: int):
+    return _role_mapping_form(db.get_or_404(LTIPlatform, id), None)
+
+
+@bp.route("/platforms/<int:id>/role-mappings/<int:mapping_id>/edit", methods=["GET", "POST"])
+def role_mapping_edit(id: int, mapping_id: int):
+    platform = db.get_or_404(LTIPlatform, id)
+    mapping = db.get_or_404(LTIRoleMapping, mapping_id)
+    if mapping.platform_id != platform.id:
+        abort(404)
+    return _role_mapping_form(platform, mapping)
+
+
+def _role_mapping_form(platform: LTIPlatform, mapping: LTIRoleMapping | None):
+    form = RoleMappingForm(obj=mapping)
+    if request.method == "GET" and mapping is not None:
+        form.global_role.data = mapping.global_role.value if mapping.global_role else ""
+        form.group_role.data = mapping.group_role.value if mapping.group_role else ""
+    preview = None
+    if form.validate_on_submit():
+        global_role = GlobalRole(form.global_role.data) if form.global_role.data else None
+        group_role = GroupRole(form.group_role.data) if form.group_role.data else None
+        if form.action.data == "try":
+            edited = LTIRoleMapping(id=mapping.id if mapping else None,
+                                    platform_id=platform.id, lti_role=form.lti_role.data,
+                                    global_role=global_role, group_role=group_role)
+            roles = role_mappings.split_roles(form.simulate_roles.data)
+            preview = (roles, role_mappings.simulate(
+                roles, role_mappings.mappings_of(platform), edited))
+        else:
+            try:
+                role_mappings.save_mapping(platform, form.lti_role.data, global_role,
+                                           group_role, mapping)
+                db.session.commit()
+            except ValidationError as e:
+                db.session.rollback()
+                form[e.field].errors.append(e.message)
+            else:
+                flash(f"Saved the mapping for {form.lti_role.data}.")
+                return redirect(url_for(".role_mapping_list", id=platform.id), 303)
+    return render_template("admin/role_mappings/form.html", form=form, platform=platform,
+                           mapping=mapping, preview=preview), 400 if form.errors else 200
+
+
+@bp.route("/platforms/<int:id>/role-mappings/<int:mapping_id>/delete", methods=["GET", "POST"])
+def role_mapping_delete(id: int, mapping_id: int):
+    mapping = db.get_or_404(LTIRoleMapping, mapping_id)
+    if mapping.platform_id != id:
+        abort(404)
+    form = ActionForm()
+    if form.validate_on_submit():
+        db.session.delete(mapping)
+        db.session.commit()
+        flash(f"Deleted the mapping for {mapping.lti_role}; its defaults apply again.")
+        return redirect(url_for(".role_mapping_list", id=id), 303)
+    return render_template("admin/role_mappings/confirm_delete.html", form=form,
+                           mapping=mapping)
