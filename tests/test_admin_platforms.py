@@ -5,6 +5,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from lti_tool.extensions import db as _db
 from lti_tool.models import LTILaunchLog, LTIPlatform, LTIResourceLink
 
 from .conftest import csrf
@@ -200,6 +201,8 @@ def test_setup_urls_follow_the_proxy(app, make_user):
             "Referer": "https://media.example.org/admin/login"}, data={
             "username": "root", "password": "long-password-1", "csrf_token": csrf(form)})
         page = client.get("/admin/setup", headers=headers).get_data(as_text=True)
+        _db.session.remove()
+        _db.engine.dispose()  # this second app's connections, not left to the garbage collector
     assert 'data-copy="https://media.example.org/lti/launch"' in page
     assert 'data-copy="https://media.example.org/lti/jwks"' in page
 
