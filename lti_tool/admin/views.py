@@ -6,8 +6,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import GlobalRole, GroupRole, LTILaunchLog, LTIPlatform, LTIRoleMapping
-from ..services import dashboard, jwks, platforms, role_mappings, users
+from ..models import (
+    Category,
+    GlobalRole,
+    GroupRole,
+    LTILaunchLog,
+    LTIPlatform,
+    LTIRoleMapping,
+    User,
+)
+from ..services import dashboard, directory, jwks, platforms, role_mappings, users
 from .forms import (
     ActionForm,
     ConfirmDeleteForm,
@@ -294,3 +302,70 @@ def role_mapping_delete(id: int, mapping_id: int):
         return redirect(url_for(".role_mapping_list", id=id), 303)
     return render_template("admin/role_mappings/confirm_delete.html", form=form,
                            mapping=mapping)
+
+
+# Links, people, course spaces
+
+
+def _list_args() -> tuple[str, int, int | None]:
+    return (request.args.get("q", ""), request.args.get("page", 1, type=int),
+            request.args.get("platform", type=int))
+
+
+@bp.get("/links/")
+def link_list():
+    q, page, platform_id = _list_args()
+    return render_template("admin/links.html", q=q, platform_id=platform_id,
+                           page=directory.resource_links(platform_id, q, page),
+                           platforms=platforms.list_platforms())
+
+
+@bp.get("/user-mappings/")
+def user_mapping_list():
+    q, page, platform_id = _list_args()
+    return render_template("admin/user_mappings.html", q=q, platform_id=platform_id,
+                           page=directory.user_mappings(platform_id, q, page),
+                           platforms=platforms.list_platforms())
+
+
+@bp.get("/users/")
+def user_list():
+    q, page, _ = _list_args()
+    return render_template("admin/users.html", q=q, page=directory.users(q, page),
+                           roles=list(GlobalRole))
+
+
+@bp.post("/users/<int:id>")
+def user_update(id: int):
+    user = db.get_or_404(User, id)
+    if ActionForm().validate_on_submit():
+        try:
+            role = GlobalRole(request.form.get("global_role", ""))
+        except ValueError:
+            abort(400, description="Choose one of the global roles.")
+        try:
+            directory.set_user_access(user, current_user, role,
+                                      request.form.get("active") == "1")
+        except ValidationError as e:
+            db.session.rollback()
+            flash(f"Not changed: {e.message}.", "error")
+        else:
+            db.session.commit()
+            flash(f"{user.username}: {user.global_role}, "
+                  f"{'active' if user.active else 'deactivated'}.")
+    return redirect(url_for(".user_list", q=request.args.get("q", "")), 303)
+
+
+@bp.get("/categories/")
+def category_list():
+    q, page_number, _ = _list_args()
+    page = directory.categories(q, page_number)
+    return render_template("admin/categories.html", q=q, page=page,
+                           members=directory.member_counts([c.id for c in page.items]))
+
+
+@bp.get("/categories/<int:id>")
+def category_detail(id: int):
+    category = db.get_or_404(Category, id)
+    return render_template("admin/category.html", category=category,
+                           groups=directory.category_groups(category))
