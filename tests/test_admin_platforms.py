@@ -212,3 +212,17 @@ def test_a_platforms_setup_page_shows_its_values(admin, make_platform):
     page = admin.get(f"/admin/platforms/{platform.id}/setup").get_data(as_text=True)
     assert 'data-copy="abc123"' in page and 'data-copy="5"' in page
     assert f'data-copy="{platform.key_set_url}"' in page
+
+
+def test_the_health_panel_counts_launches_failures_and_measures_skew(admin, lms, browser, db):
+    import time
+
+    lms.launch(browser)
+    lms.launch(browser, iat=int(time.time()) - 20, exp=int(time.time()) + 40)
+    lms.launch(browser, deployment_id="9")
+    page = admin.get(f"/admin/platforms/{lms.platform.id}").get_data(as_text=True)
+    assert "3 (1 failed)" in page
+    assert "unknown_deployment (1)" in page
+    assert "Last successful launch</dt><dd>20" in page
+    skew = float(re.search(r"Clock skew</dt><dd>([+-][\d.]+) s", page).group(1))
+    assert 0 <= skew <= 25

@@ -175,7 +175,8 @@ def _save_platform(form: PlatformForm, platform: LTIPlatform | None) -> bool:
 @bp.get("/platforms/<int:id>")
 def platform_detail(id: int):
     platform = db.get_or_404(LTIPlatform, id)
-    return render_template("admin/platforms/detail.html", platform=platform)
+    return render_template("admin/platforms/detail.html", platform=platform,
+                           health=dashboard.platform_health(platform))
 
 
 @bp.post("/platforms/<int:id>/active")
