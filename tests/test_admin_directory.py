@@ -1,5 +1,7 @@
 """Admin read views: resource links, user mappings, users, course spaces."""
 
+import re
+
 import sqlalchemy as sa
 
 from lti_tool.models import GlobalRole, User
@@ -65,3 +67,12 @@ def test_managers_see_users_but_cannot_change_them(client, make_user, db):
     response = client.post(f"/admin/users/{target.id}", data={
         "csrf_token": csrf(listing), "global_role": "admin", "active": "1"})
     assert response.status_code == 403
+
+
+def test_the_home_page_counts_today_and_lists_failed_launches(admin, lms, browser):
+    lms.launch(browser)
+    lms.launch(browser, deployment_id="9")
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert re.search(r"Launches today</dt><dd>2<", page)
+    assert re.search(r"Failed launches today</dt><dd>1<", page)
+    assert "unknown_deployment" in page and f"/admin/platforms/{lms.platform.id}" in page
