@@ -226,3 +226,14 @@ def test_the_health_panel_counts_launches_failures_and_measures_skew(admin, lms,
     assert "Last successful launch</dt><dd>20" in page
     skew = float(re.search(r"Clock skew</dt><dd>([+-][\d.]+) s", page).group(1))
     assert 0 <= skew <= 25
+
+
+def test_development_mode_accepts_plain_http_platforms(app, admin, db):
+    app.config["DEVELOPMENT"] = True
+    page = admin.get("/admin/platforms/new")
+    response = admin.post("/admin/platforms/new", data=form_data(
+        page, moodle_site="http://moodle.lan", platform_id="", key_set_url="",
+        auth_token_url="", auth_login_url=""))
+    assert response.status_code == 303
+    assert db.session.scalar(sa.select(LTIPlatform.key_set_url)) == (
+        "http://moodle.lan/mod/lti/certs.php")

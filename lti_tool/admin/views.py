@@ -1,6 +1,16 @@
 """Admin dashboard: sign-in and the home page (platforms, mappings and setup come next)."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 
@@ -146,18 +156,19 @@ def platform_edit(id: int):
 def _save_platform(form: PlatformForm, platform: LTIPlatform | None) -> bool:
     """Create or update from the form; errors land on the form's fields."""
     data = form.data_for_service()
+    allow_http = current_app.config["DEVELOPMENT"]
     if form.moodle_site.data:
         try:
-            filled = platforms.moodle_urls(form.moodle_site.data)
+            filled = platforms.moodle_urls(form.moodle_site.data, allow_http)
         except ValueError as e:
             form.moodle_site.errors.append(str(e))
             return False
         data |= {k: v for k, v in filled.items() if not (data.get(k) or "").strip()}
     try:
         if platform is None:
-            platform = platforms.create_platform(data)
+            platform = platforms.create_platform(data, allow_http)
         else:
-            platforms.update_platform(platform, data)
+            platforms.update_platform(platform, data, allow_http)
         db.session.commit()
     except ValidationError as e:
         db.session.rollback()

@@ -33,8 +33,9 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_url(value: str) -> str:
-    """Return `value` if it is an absolute https URL (http only on loopback), else raise ValueError.
+def check_url(value: str, allow_http: bool = False) -> str:
+    """Return `value` if it is an absolute https URL (http only on loopback, or anywhere with
+    `allow_http`: development mode), else raise ValueError.
 
     A path is allowed (a Moodle site may live at https://lms.example.edu/moodle).
     """
@@ -49,7 +50,7 @@ def check_url(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"{value!r} is not an absolute http(s) URL")
-    if parts.scheme == "http" and not is_loopback_host(host):
+    if parts.scheme == "http" and not allow_http and not is_loopback_host(host):
         raise ValueError(f"{value!r} must use https (http is only accepted on loopback hosts)")
     return value
 
@@ -64,7 +65,9 @@ def clean_deployment_ids(values: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def _validated(data: Mapping[str, Any], platform: LTIPlatform | None) -> dict[str, Any]:
+def _validated(
+    data: Mapping[str, Any], platform: LTIPlatform | None, allow_http: bool = False
+) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for field in REQUIRED_FIELDS:
         value = (data.get(field) or "").strip()
@@ -75,7 +78,7 @@ def _validated(data: Mapping[str, Any], platform: LTIPlatform | None) -> dict[st
     for field in URL_FIELDS:
         if clean[field] is not None:
             try:
-                clean[field] = check_url(clean[field])
+                clean[field] = check_url(clean[field], allow_http)
             except ValueError as e:
                 raise ValidationError(field, str(e)) from None
     issuer = urlsplit(clean["platform_id"])
@@ -105,27 +108,32 @@ def _validated(data: Mapping[str, Any], platform: LTIPlatform | None) -> dict[st
     return clean
 
 
-def create_platform(data: Mapping[str, Any]) -> LTIPlatform:
-    """Validate and add a platform registration; raises ValidationError naming the bad field."""
-    platform = LTIPlatform(**_validated(data, None))
+def create_platform(data: Mapping[str, Any], allow_http: bool = False) -> LTIPlatform:
+    """Validate and add a platform registration; raises ValidationError naming the bad field.
+
+    `allow_http` (development mode) accepts plain-http URLs on any host.
+    """
+    platform = LTIPlatform(**_validated(data, None, allow_http))
     db.session.add(platform)
     db.session.flush()
     log.info("Registered platform %r (issuer %s)", platform.name, platform.platform_id)
     return platform
 
 
-def update_platform(platform: LTIPlatform, data: Mapping[str, Any]) -> LTIPlatform:
+def update_platform(
+    platform: LTIPlatform, data: Mapping[str, Any], allow_http: bool = False
+) -> LTIPlatform:
     """Validate and apply changes to a registration (flushed); raises ValidationError."""
-    for field, value in _validated(data, platform).items():
+    for field, value in _validated(data, platform, allow_http).items():
         setattr(platform, field, value)
     db.session.flush()
     log.info("Updated platform %r", platform.name)
     return platform
 
 
-def moodle_urls(site: str) -> dict[str, str]:
+def moodle_urls(site: str, allow_http: bool = False) -> dict[str, str]:
     """The issuer and the three endpoint URLs of a Moodle site, from its address alone."""
-    site = check_url(site).rstrip("/")
+    site = check_url(site, allow_http).rstrip("/")
     return {
         "platform_id": site,
         "key_set_url": f"{site}/mod/lti/certs.php",
