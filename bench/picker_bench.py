@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,27 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 WORDS = ("cell", "energy", "history", "revolution", "algebra", "poetry", "climate", "market",
          "protein", "galaxy", "memory", "language", "ethics", "design", "ocean", "music")
-
-
-@contextmanager
-def database(server: str | None):
-    """A fresh database URL: a temporary SQLite file, or a new database on `server`."""
-    if not server:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/bench.sqlite3"
-        return
-    from lti_tool.config import database_url
-
-    admin = sa.create_engine(database_url(server), isolation_level="AUTOCOMMIT")
-    name = f"picker_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def fill(db, size: int, course_id: int, owners: list[int]) -> None:
@@ -100,9 +77,10 @@ def measure(size: int, server: str | None, repeat: int) -> dict[str, float]:
     from lti_tool import create_app
     from lti_tool.extensions import db
     from lti_tool.models import Category, Media, User
+    from tests.databases import fresh_database
     from tests.lms import INSTRUCTOR, TestPlatform
 
-    with database(server) as url, tempfile.TemporaryDirectory() as instance:
+    with fresh_database(server, "picker_bench") as url, tempfile.TemporaryDirectory() as instance:
         os.environ["INSTANCE_PATH"] = instance
         app = create_app({"SQLALCHEMY_DATABASE_URI": url})
         with app.app_context():

@@ -1,7 +1,6 @@
 """The committed migrations build the models' schema, and unwind to nothing, on each database."""
 
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -9,29 +8,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lti_tool.config import database_url
 from lti_tool.extensions import db
+
+from . import databases
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def fresh_database(tmp_path):
+def fresh_database():
     """An empty database of the kind under test: a new SQLite file, or a new PostgreSQL database."""
     server = os.environ.get("TEST_DATABASE_URL")
-    if not server:
-        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        return
-    admin = sa.create_engine(database_url(server), isolation_level="AUTOCOMMIT")
-    name = f"lti_tool_migrations_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with databases.fresh_database(server, "lti_tool_migrations") as url:
+        yield url
 
 
 def flask(url: str, instance: Path, *args: str) -> subprocess.CompletedProcess:
