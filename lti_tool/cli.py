@@ -1,7 +1,9 @@
 """Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure,
-media add."""
+media add, audit prune."""
 
+import re
 import secrets
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -11,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .errors import ValidationError
 from .extensions import db
 from .models import Visibility
-from .services import keys, media, platforms, users
+from .services import audit, keys, media, platforms, users
 
 
 class BadInput(click.BadParameter):
@@ -269,8 +271,40 @@ def media_add(path: str, title: str, description: str, owner: str | None, visibi
     click.echo(f"Added {item.mime_type} '{item.title}' ({item.size} bytes) as media {item.id}")
 
 
+class DurationType(click.ParamType):
+    """A duration like 90d, 12h or 30m."""
+
+    name = "duration"
+    UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"(\d+)([dhm])", str(value).strip())
+        if not match:
+            raise BadInput(f"{value!r} is not a duration like 90d, 12h or 30m",
+                           ctx=ctx, param=param)
+        return timedelta(**{self.UNITS[match.group(2)]: int(match.group(1))})
+
+
+audit_cli = AppGroup("audit", help="The launch log.")
+
+
+@audit_cli.command("prune")
+@click.option("--older-than", type=DurationType(),
+              help="Age beyond which entries go (default: AUDIT_RETENTION_DAYS, 90 days).")
+def audit_prune(older_than: timedelta | None) -> None:
+    """Delete launch log entries older than a duration, in batches; prints how many."""
+    if older_than is None:
+        older_than = timedelta(days=current_app.config["AUDIT_RETENTION_DAYS"])
+    removed = audit.prune(older_than)
+    click.echo(f"Removed {removed} launch log entries older than {older_than.days} days"
+               if older_than.days else f"Removed {removed} launch log entries")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(platform_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(media_cli)
+    app.cli.add_command(audit_cli)

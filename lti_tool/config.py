@@ -38,6 +38,7 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_HOURS", 8)),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "AUDIT_RETENTION_DAYS": _int(env, "AUDIT_RETENTION_DAYS", 90) or 90,
         # Development mode: the admin accepts plain-http platform URLs on any host.
         "DEVELOPMENT": env.get("LTI_TOOL_DEVELOPMENT", "").lower() in ("1", "true", "yes"),
         # A platform's keyset fetch waits this long; it blocks only the launch that needs it.

@@ -535,7 +535,11 @@ class LTILaunchLog(db.Model):
     """One launch attempt, successful or not; list newest first."""
 
     __tablename__ = "lti_launch_log"
-    __table_args__ = (Index(None, "platform_id", "user_id"),)
+    __table_args__ = (
+        Index(None, "platform_id", "user_id"),
+        # The audit viewer pages by key on (created_at, id), newest first.
+        Index(None, "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platform.id", ondelete="CASCADE"))

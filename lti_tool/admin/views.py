@@ -57,7 +57,7 @@ def require_staff():
 
 @bp.context_processor
 def admin_context():
-    """Every admin page has the sign-out button (and other one-click actions) with CSRF."""
+    """Staff pages (admin and audit) have the sign-out button and one-click actions, with CSRF."""
     return {"action_form": ActionForm()}
 
 

@@ -1,5 +1,71 @@
-"""Launch-log viewer; its pages come with the audit work."""
+"""Launch-log viewer for support staff: filtered list, one entry, CSV export."""
 
-from flask import Blueprint
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+
+from ..admin.forms import ActionForm
+from ..extensions import db
+from ..models import GlobalRole, LaunchType, LTILaunchLog
+from ..services import audit, doctor, platforms
+from .forms import AuditFilterForm
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+
+@bp.before_request
+def require_staff():
+    """Admins and managers only; strangers sign in first."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    if not current_user.has_global_role(GlobalRole.MANAGER):
+        abort(403)
+    return None
+
+
+@bp.context_processor
+def staff_context():
+    """The staff layout's sign-out button needs its CSRF form here too."""
+    return {"action_form": ActionForm()}
+
+
+@bp.get("/")
+def log_list():
+    form = AuditFilterForm(request.args)
+    filters = form.filters()
+    entries, next_before = audit.search_launch_logs(filters, form.before.data)
+    return render_template(
+        "audit/list.html", form=form, entries=entries, next_before=next_before,
+        count=audit.capped_count(filters), cap=audit.COUNT_CAP,
+        platforms=platforms.list_platforms(), categories=sorted(doctor.CATEGORIES),
+        launch_types=[t.value for t in LaunchType],
+    )
+
+
+@bp.get("/<int:id>")
+def log_detail(id: int):
+    entry = db.get_or_404(LTILaunchLog, id)
+    fix = None
+    if entry.error_category in doctor.CATEGORIES:
+        fix = doctor.fix_for(entry.error_category, {}, entry.platform,
+                             url_for("launch.launch", _external=True))
+    return render_template("audit/detail.html", entry=entry, fix=fix,
+                           neighbours=audit.neighbours(entry))
+
+
+@bp.get("/export.csv")
+def log_export():
+    filters = AuditFilterForm(request.args).filters()
+    return Response(
+        stream_with_context(audit.csv_rows(filters)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="launch-log.csv"'},
+    )

@@ -1,0 +1,36 @@
+"""The launch-log viewer's filters (a GET form: views can be bookmarked and shared)."""
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, IntegerField, StringField
+from wtforms.validators import Optional
+
+from ..models import LaunchType
+from ..services.audit import Filters
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    platform = IntegerField("Platform", validators=[Optional()])
+    outcome = StringField("Outcome", validators=[Optional()])  # "", "success", "failure"
+    category = StringField("Error category", validators=[Optional()])
+    launch_type = StringField("Launch type", validators=[Optional()])
+    user = StringField("User (username or LTI sub)", validators=[Optional()])
+    course = StringField("Course (context id or title)", validators=[Optional()])
+    date_from = DateField("From", validators=[Optional()])
+    date_to = DateField("To", validators=[Optional()])
+    text = StringField("Text in the error", validators=[Optional()])
+    before = IntegerField(validators=[Optional()])
+
+    def filters(self) -> Filters:
+        launch_type = self.launch_type.data if self.launch_type.data in (
+            t.value for t in LaunchType) else None
+        return Filters(
+            platform_id=self.platform.data,
+            success={"success": True, "failure": False}.get(self.outcome.data or ""),
+            error_category=(self.category.data or "").strip(),
+            launch_type=LaunchType(launch_type) if launch_type else None,
+            user=self.user.data or "", course=self.course.data or "",
+            date_from=self.date_from.data, date_to=self.date_to.data, text=self.text.data or "",
+        )
