@@ -188,3 +188,20 @@ def test_prune_refuses_a_bad_duration(runner):
 def test_signing_out_from_the_log(admin):
     page = admin.get("/audit/")
     assert admin.post("/admin/logout", data={"csrf_token": csrf(page)}).status_code == 303
+
+
+def test_the_chart_counts_per_hour_with_failures_apart(admin, logs):
+    svg = admin.get("/audit/chart.svg?date_from=2026-11-20&date_to=2026-11-20")
+    assert svg.mimetype == "image/svg+xml"
+    text = svg.get_data(as_text=True)
+    assert "<title>2026-11-20 09:00: 2 ok</title>" in text
+    assert "<title>2026-11-20 09:00: 2 failed</title>" in text
+    assert ">4</text>" in text, "the hour's total is written above its bar"
+    assert text.count("ok</title>") == 24
+
+
+def test_a_long_range_is_drawn_per_day(admin, logs):
+    text = admin.get("/audit/chart.svg?date_from=2026-11-01&date_to=2026-11-30&outcome=failure"
+                     ).get_data(as_text=True)
+    assert text.count("ok</title>") == 30
+    assert "<title>2026-11-20 00:00: 2 failed</title>" in text

@@ -50,6 +50,16 @@ def log_list():
     )
 
 
+@bp.get("/chart.svg")
+def log_chart():
+    """Launches per hour or day over the filtered range, failures stacked: plain SVG."""
+    buckets, unit = audit.chart_buckets(AuditFilterForm(request.args).filters())
+    peak = max([b.ok + b.failed for b in buckets] + [1])
+    svg = render_template("audit/chart.svg", buckets=buckets, unit=unit, peak=peak)
+    return Response(svg, mimetype="image/svg+xml",
+                    headers={"Cache-Control": "private, no-store"})
+
+
 @bp.get("/<int:id>")
 def log_detail(id: int):
     entry = db.get_or_404(LTILaunchLog, id)

@@ -176,3 +176,54 @@ def prune(older_than: timedelta, batch: int = 5_000) -> int:
             break
     log.info("Pruned %d launch log entries older than %s", removed, cutoff.isoformat())
     return removed
+
+
+@dataclass
+class Bucket:
+    start: datetime
+    ok: int = 0
+    failed: int = 0
+
+
+def chart_buckets(filters: Filters, now: datetime | None = None) -> tuple[list[Bucket], str]:
+    """Launches per hour (ranges up to two days) or per day, failures apart, over the filter's
+    date range (default: the last 24 hours). Returns the buckets and their unit."""
+    now = now or datetime.now(UTC)
+    start = (datetime.combine(filters.date_from, time.min, UTC) if filters.date_from
+             else now - timedelta(hours=24))
+    end = (datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
+           if filters.date_to else now)
+    unit = "hour" if end - start <= timedelta(days=2) else "day"
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        first = first.replace(hour=0)
+    buckets: dict[datetime, Bucket] = {}
+    moment = first
+    while moment < end and len(buckets) < 400:
+        buckets[moment] = Bucket(moment)
+        moment += step
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        bucket = func.date_trunc(unit, LTILaunchLog.created_at)
+    else:
+        bucket = func.strftime("%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00",
+                               LTILaunchLog.created_at)
+    query = (
+        _filtered(Filters(**{**vars(filters), "date_from": None, "date_to": None}))
+        .where(LTILaunchLog.created_at >= start, LTILaunchLog.created_at < end)
+        .with_only_columns(bucket.label("bucket"), LTILaunchLog.success, func.count())
+        .group_by(bucket, LTILaunchLog.success)
+    )
+    for when, success, count in db.session.execute(query):
+        if isinstance(when, str):
+            when = datetime.fromisoformat(when).replace(tzinfo=UTC)
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        entry = buckets.get(when.astimezone(UTC))
+        if entry is not None:
+            if success:
+                entry.ok += count
+            else:
+                entry.failed += count
+    return list(buckets.values()), unit
