@@ -23,7 +23,7 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -148,6 +148,10 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    @validates("global_role")
+    def _coerce_global_role(self, key: str, value: GlobalRole | str) -> GlobalRole:
+        return GlobalRole(value)
 
     def has_global_role(self, role: GlobalRole | str) -> bool:
         return self.global_role.rank >= GlobalRole(role).rank

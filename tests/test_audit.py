@@ -205,3 +205,18 @@ def test_a_long_range_is_drawn_per_day(admin, logs):
                      ).get_data(as_text=True)
     assert text.count("ok</title>") == 30
     assert "<title>2026-11-20 00:00: 2 failed</title>" in text
+
+
+def test_a_large_export_streams_every_row_once(admin, db, make_platform):
+    platform = make_platform()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    db.session.execute(sa.insert(LTILaunchLog), [
+        {"platform_id": platform.id, "success": True, "launch_type": "resource_link",
+         "error_message": "", "created_at": start + timedelta(seconds=n)} for n in range(1234)])
+    db.session.commit()
+    with admin.get("/audit/export.csv", buffered=False) as response:
+        chunks = list(response.response)
+    assert len(chunks) > 2, "sent in pieces"
+    rows = list(csv.reader(io.StringIO("".join(
+        c if isinstance(c, str) else c.decode() for c in chunks))))
+    assert len(rows) == 1235 and len({r[0] for r in rows[1:]}) == 1234
