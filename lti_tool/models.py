@@ -541,8 +541,9 @@ class LTILaunchLog(db.Model):
     __tablename__ = "lti_launch_log"
     __table_args__ = (
         Index(None, "platform_id", "user_id"),
-        # The audit viewer pages by key on (created_at, id), newest first.
+        # The audit viewer pages by key on (created_at, id), newest first, also for one user.
         Index(None, "created_at", "id"),
+        Index(None, "user_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

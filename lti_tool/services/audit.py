@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy import delete, false, func, or_, select, tuple_
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
@@ -53,12 +53,13 @@ def _filtered(filters: Filters):
     if filters.launch_type is not None:
         conditions.append(LTILaunchLog.launch_type == filters.launch_type)
     if filters.user.strip():
+        # Resolved to ids first, so the (user_id, created_at, id) index serves the page.
         who = filters.user.strip()
-        conditions.append(or_(
-            LTILaunchLog.user_id.in_(select(User.id).where(User.username == who)),
-            LTILaunchLog.user_id.in_(
-                select(LTIUserMapping.user_id).where(LTIUserMapping.lti_user_id == who)),
-        ))
+        user_ids = db.session.scalars(
+            select(User.id).where(User.username == who).union(
+                select(LTIUserMapping.user_id).where(LTIUserMapping.lti_user_id == who))
+        ).all()
+        conditions.append(LTILaunchLog.user_id.in_(user_ids) if user_ids else false())
     if filters.course.strip():
         course = filters.course.strip()
         conditions.append(LTILaunchLog.resource_link_id.in_(

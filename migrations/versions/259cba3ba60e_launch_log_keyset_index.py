@@ -1,4 +1,5 @@
-"""Launch log: an index on (created_at, id) for the audit viewer's keyset pages.
+"""Launch log: indexes on (created_at, id) and (user_id, created_at, id) for the audit
+viewer's keyset pages.
 
 Revision ID: 259cba3ba60e
 Revises: b3c1f0a9d2e4
@@ -20,8 +21,14 @@ def upgrade():
         batch_op.create_index(
             batch_op.f("ix_lti_launch_log_created_at_id"), ["created_at", "id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_lti_launch_log_user_id_created_at_id"),
+            ["user_id", "created_at", "id"],
+            unique=False,
+        )
 
 
 def downgrade():
     with op.batch_alter_table("lti_launch_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_lti_launch_log_user_id_created_at_id"))
         batch_op.drop_index(batch_op.f("ix_lti_launch_log_created_at_id"))
