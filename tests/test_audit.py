@@ -136,6 +136,7 @@ def test_the_error_page_reference_opens_the_entry(admin, lms, browser):
     reference = re.search(rb"reference <strong>#(\d+)</strong>", refused.data).group(1)
     page = admin.get(f"/audit/{int(reference)}")
     assert page.status_code == 200 and b"unknown_deployment" in page.data
+    assert b"Deployment ID 9 is not allowed for platform" in page.data, "the fix in full"
 
 
 def test_csv_export_of_the_current_filter_escapes_everything(admin, logs):

@@ -15,7 +15,7 @@ from flask_login import current_user
 from ..admin.forms import ActionForm
 from ..extensions import db
 from ..models import GlobalRole, LaunchType, LTILaunchLog
-from ..services import audit, doctor, platforms
+from ..services import audit, doctor, launches, platforms
 from .forms import AuditFilterForm
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -65,7 +65,8 @@ def log_detail(id: int):
     entry = db.get_or_404(LTILaunchLog, id)
     fix = None
     if entry.error_category in doctor.CATEGORIES:
-        fix = doctor.fix_for(entry.error_category, {}, entry.platform,
+        details = (entry.claims or {}).get(launches.DOCTOR_DETAILS) or {}
+        fix = doctor.fix_for(entry.error_category, details, entry.platform,
                              url_for("launch.launch", _external=True))
     return render_template("audit/detail.html", entry=entry, fix=fix,
                            neighbours=audit.neighbours(entry))

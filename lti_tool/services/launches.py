@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LEEWAY = 60  # seconds; Moodle's id_tokens live 60 s, clocks drift, browsers take time
 USED_NONCE_TTL = 3600
 USED_NONCE_KEY = "lti-used-nonce:"
+DOCTOR_DETAILS = "launch_doctor"
 
 _parsed_keys: dict[tuple[str, str], Any] = {}
 
@@ -404,7 +405,11 @@ def log_failure(error: LaunchError, ip: str | None) -> int | None:
         success=False,
         error_category=error.category,
         error_message=_oneline(error.message)[:2000],
-        claims=sanitize(error.claims),
+        claims=sanitize(error.claims) | {
+            # What the launch doctor's fix names (a deployment id, a kid, seconds of skew…),
+            # so the audit page can show the fix in full.
+            DOCTOR_DETAILS: {k: _oneline(str(v))[:200] for k, v in error.details.items()},
+        },
         ip_address=ip,
     )
     db.session.add(entry)
