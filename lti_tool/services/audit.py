@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import delete, false, func, or_, select, tuple_
+from sqlalchemy import delete, false, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import LaunchType, LTILaunchLog, LTIResourceLink, LTIUserMapping, User
+from .paging import newest_first
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +91,7 @@ def search_launch_logs(
     query = _filtered(filters).options(
         joinedload(LTILaunchLog.platform), joinedload(LTILaunchLog.user),
         joinedload(LTILaunchLog.resource_link))
-    if before is not None:
-        last = db.session.execute(
-            select(LTILaunchLog.created_at, LTILaunchLog.id).where(LTILaunchLog.id == before)
-        ).first()
-        if last is not None:
-            query = query.where(tuple_(LTILaunchLog.created_at, LTILaunchLog.id) < tuple_(*last))
-    rows = db.session.scalars(
-        query.order_by(LTILaunchLog.created_at.desc(), LTILaunchLog.id.desc())
-        .limit(PAGE_SIZE + 1)
-    ).unique().all()
-    page = list(rows[:PAGE_SIZE])
-    return page, (page[-1].id if len(rows) > PAGE_SIZE else None)
+    return newest_first(query, LTILaunchLog, before, PAGE_SIZE)
 
 
 def capped_count(filters: Filters) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from sqlalchemy import func, literal_column, or_, select, table, text, tuple_
+from sqlalchemy import func, literal_column, or_, select, table, text
 
 from ..errors import ValidationError
 from ..extensions import db
@@ -18,6 +18,7 @@ from ..models import Category, GlobalRole, LTIPlatform, Media, User, Visibility
 from . import claims as c
 from . import keys
 from .access import category_role
+from .paging import newest_first
 from .platforms import check_url
 
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
@@ -104,17 +105,7 @@ def pickable_media(
         query = query.where(Media.visibility == Visibility.PUBLIC)
     if (condition := search_condition(q)) is not None:
         query = query.where(condition)
-    if after is not None:
-        last = db.session.execute(
-            select(Media.created_at, Media.id).where(Media.id == after)
-        ).first()
-        if last is not None:
-            query = query.where(tuple_(Media.created_at, Media.id) < tuple_(*last))
-    rows = db.session.scalars(
-        query.order_by(Media.created_at.desc(), Media.id.desc()).limit(PAGE_SIZE + 1)
-    ).all()
-    items = list(rows[:PAGE_SIZE])
-    return items, (items[-1].id if len(rows) > PAGE_SIZE else None)
+    return newest_first(query, Media, after, PAGE_SIZE)
 
 
 def search_condition(q: str):
