@@ -18,7 +18,6 @@ import argparse
 import os
 import random
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import median_ms, print_comparison  # noqa: E402
 
 CATEGORIES = ("expired", "unknown_deployment", "state_missing", "bad_signature", "nonce_replay")
 
@@ -65,16 +66,6 @@ def fill(db, size: int) -> None:
     if rows:
         db.session.execute(sa.insert(LTILaunchLog), rows)
         db.session.commit()
-
-
-def median_ms(client, url: str, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        response = client.get(url)
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.status_code
-    return statistics.median(times)
 
 
 def export_rate(client, limit: int = 50_000) -> float:
@@ -139,12 +130,7 @@ def main() -> None:
     print(f"audit benchmark: {'PostgreSQL' if args.database_url else 'SQLite'}, median of "
           f"{args.repeat} requests through the Flask test client, {os.cpu_count()} cores")
     results = {size: measure(size, args.database_url, args.repeat) for size in args.sizes}
-    names = list(next(iter(results.values())))
-    print(f"{'rows':>10}  " + "  ".join(f"{name:>14}" for name in names))
-    for size, figures in results.items():
-        print(f"{size:>10,}  " + "  ".join(f"{figures[name]:>14.1f}" for name in names))
-    small, large = results[min(results)], results[max(results)]
-    print("ratio       " + "  ".join(f"{large[n] / small[n]:>14.2f}" for n in names))
+    print_comparison("rows", results)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +27,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import median_ms, print_comparison  # noqa: E402
 
 WORDS = ("cell", "energy", "history", "revolution", "algebra", "poetry", "climate", "market",
          "protein", "galaxy", "memory", "language", "ethics", "design", "ocean", "music")
@@ -59,16 +59,6 @@ def fill(db, size: int, course_id: int, owners: list[int]) -> None:
     if rows:
         db.session.execute(sa.insert(Media), rows)
     db.session.commit()
-
-
-def median_ms(client, url: str, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        response = client.get(url)
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.status_code
-    return statistics.median(times)
 
 
 def measure(size: int, server: str | None, repeat: int) -> dict[str, float]:
@@ -120,12 +110,7 @@ def main() -> None:
     print(f"picker benchmark: {'PostgreSQL' if args.database_url else 'SQLite'}, "
           f"median of {args.repeat} requests through the Flask test client, {os.cpu_count()} cores")
     results = {size: measure(size, args.database_url, args.repeat) for size in args.sizes}
-    names = list(next(iter(results.values())))
-    print(f"{'items':>9}  " + "  ".join(f"{name + ' ms':>14}" for name in names))
-    for size, figures in results.items():
-        print(f"{size:>9}  " + "  ".join(f"{figures[name]:>14.1f}" for name in names))
-    smallest, largest = results[min(results)], results[max(results)]
-    print("ratio     " + "  ".join(f"{largest[n] / smallest[n]:>14.2f}" for n in names))
+    print_comparison("items", results)
 
 
 if __name__ == "__main__":
