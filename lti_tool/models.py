@@ -112,11 +112,17 @@ class Timestamp(TypeDecorator):
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# Ids that leave the tool (in LMS links, preview URLs, bookmarks) must never point at a later row.
+# PostgreSQL sequences never hand out an id twice; SQLite reuses the highest deleted id unless
+# the table is declared AUTOINCREMENT.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
 
 class User(UserMixin, db.Model):
     """A person known to the tool: a local account (password) or one provisioned by LTI launches."""
 
     __tablename__ = "user_account"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -134,6 +140,11 @@ class User(UserMixin, db.Model):
         Boolean, default=True, server_default=true(), comment="inactive users cannot sign in"
     )
     joined: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    session_version: Mapped[int] = mapped_column(
+        default=0,
+        server_default="0",
+        comment="raised to end every existing session: sign-out, password or role change",
+    )
 
     memberships: Mapped[list[RBACMembership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -177,7 +188,7 @@ class Category(db.Model):
     """A space of media: a course (mapped from an LTI context) or a topic."""
 
     __tablename__ = "category"
-    __table_args__ = (UniqueConstraint("platform_id", "lti_context_id"),)
+    __table_args__ = (UniqueConstraint("platform_id", "lti_context_id"), NEVER_REUSED_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(255), comment="not unique: courses share names")
@@ -271,6 +282,7 @@ class Media(db.Model):
         Index(None, "category_id", "created_at"),
         # The picker lists newest first over everything an instructor may use.
         Index(None, "created_at", "id"),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -319,7 +331,7 @@ class LTIPlatform(db.Model):
     """One registration of an LMS (issuer + client ID) with this tool."""
 
     __tablename__ = "lti_platform"
-    __table_args__ = (UniqueConstraint("platform_id", "client_id"),)
+    __table_args__ = (UniqueConstraint("platform_id", "client_id"), NEVER_REUSED_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(
@@ -437,6 +449,7 @@ class LTIResourceLink(db.Model):
         UniqueConstraint("platform_id", "context_id", "resource_link_id"),
         Index(None, "platform_id", "context_id"),
         Index(None, "context_id"),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -560,7 +573,7 @@ class LTILaunchLog(db.Model):
         default=LaunchType.RESOURCE_LINK,
         server_default=LaunchType.RESOURCE_LINK.value,
     )
-    success: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    success: Mapped[bool] = mapped_column(Boolean, default=False)
     error_category: Mapped[str | None] = mapped_column(
         String(64), comment="launch doctor category of a failure"
     )
@@ -569,7 +582,7 @@ class LTILaunchLog(db.Model):
         JSON, comment="sanitized claims: no raw id_token, masked personal data"
     )
     ip_address: Mapped[str | None] = mapped_column(String(45))
-    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     platform: Mapped[LTIPlatform] = relationship(back_populates="launch_logs")
     user: Mapped[User | None] = relationship()
@@ -581,10 +594,6 @@ class LTILaunchLog(db.Model):
 
     def __str__(self) -> str:
         return f"{self.launch_type} by user {self.user_id or '-'} at {self.created_at}"
-
-
-# Newest-first listing of the audit log reads this index forwards.
-Index("ix_lti_launch_log_created_at_desc", LTILaunchLog.created_at.desc())
 
 
 class ToolKey(db.Model):

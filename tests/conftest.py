@@ -107,6 +107,8 @@ def _empty_tables() -> None:
         else:
             for table in tables:
                 conn.execute(table.delete())
+            # as RESTART IDENTITY does on PostgreSQL: the next test's ids start at 1 again
+            conn.execute(sa.text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture

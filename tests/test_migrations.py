@@ -79,3 +79,56 @@ def test_migrations_have_one_head(tmp_path):
     heads = flask(f"sqlite:///{tmp_path / 'heads.sqlite3'}", tmp_path, "db", "heads")
     assert heads.returncode == 0, heads.stderr
     assert len(heads.stdout.strip().splitlines()) == 1
+
+
+def test_upgrade_keeps_rows_and_stops_reusing_ids(fresh_database, tmp_path):
+    """The rebuild that makes SQLite ids never reused keeps every row, child row and search
+    entry, and afterwards the newest id is not handed out again once deleted."""
+    before = flask(fresh_database, tmp_path, "db", "upgrade", "259cba3ba60e")
+    assert before.returncode == 0, before.stderr
+    engine = sa.create_engine(fresh_database)
+    now = "2026-11-30 12:00:00"
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO user_account (username, email, name, global_role, active, joined) "
+            "VALUES ('ada', '', 'Ada', 'user', true, :now), "
+            "('bob', '', 'Bob', 'user', true, :now)"), {"now": now})
+        conn.execute(sa.text(
+            "INSERT INTO category (title, description, is_lms_course, created_at) "
+            "VALUES ('Physics', '', true, :now)"), {"now": now})
+        conn.execute(sa.text(
+            "INSERT INTO media (title, description, file_path, original_filename, mime_type,"
+            " size, owner_id, category_id, visibility, created_at, updated_at) VALUES "
+            "('Lecture one', '', 'a.mp4', '', 'video/mp4', 1, 1, 1, 'members', :now, :now), "
+            "('Lecture two', '', 'b.mp4', '', 'video/mp4', 1, 2, 1, 'members', :now, :now)"),
+            {"now": now})
+    upgraded = flask(fresh_database, tmp_path, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT id, owner_id, category_id FROM media ORDER BY id")).all()
+            assert [tuple(r) for r in rows] == [(1, 1, 1), (2, 2, 1)]
+            assert conn.execute(sa.text("SELECT session_version FROM user_account "
+                                        "WHERE id = 2")).scalar_one() == 0
+            conn.execute(sa.text("DELETE FROM media WHERE id = 2"))
+            conn.execute(sa.text("DELETE FROM user_account WHERE id = 2"))
+            conn.execute(sa.text(
+                "INSERT INTO media (title, description, file_path, original_filename, mime_type,"
+                " size, owner_id, category_id, visibility, created_at, updated_at) VALUES "
+                "('Lecture three', '', 'c.mp4', '', 'video/mp4', 1, 1, 1, 'members', :now, :now)"),
+                {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO user_account (username, email, name, global_role, active, joined) "
+                "VALUES ('cy', '', 'Cy', 'user', true, :now)"), {"now": now})
+            assert conn.execute(sa.text(
+                "SELECT id FROM media WHERE title = 'Lecture three'")).scalar_one() == 3
+            assert conn.execute(sa.text(
+                "SELECT id FROM user_account WHERE username = 'cy'")).scalar_one() == 3
+            if engine.dialect.name == "sqlite":
+                # the full-text triggers came back with the rebuilt table
+                hits = conn.execute(sa.text(
+                    "SELECT rowid FROM media_fts WHERE media_fts MATCH 'three'")).scalars().all()
+                assert hits == [3]
+    finally:
+        engine.dispose()
