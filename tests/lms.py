@@ -232,7 +232,8 @@ class TestPlatform:
                 "title": "", "text": "",
             }
         for name, value in overrides.items():
-            key = name if name in body or name in ("azp", "nbf") or "/" in name else LTI + name
+            top_level = name in body or name in ("azp", "nbf", "preferred_username")
+            key = name if top_level or "/" in name else LTI + name
             if value is DROP:
                 body.pop(key, None)
             else:

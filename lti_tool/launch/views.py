@@ -16,12 +16,13 @@ from ..errors import LaunchError
 from ..extensions import db
 from ..security import allow_framing_by
 from ..services import doctor, keys, launches, oidc, platforms
-from ..services.claims import LAUNCH_PRESENTATION, ROLES
-from ..services.roles import map_roles
+from ..services.claims import LAUNCH_PRESENTATION
+from ..services.provisioning import launch_roles
 from ..services.tool_conf import lti_context
 
 bp = Blueprint("launch", __name__, url_prefix="/lti")
 
+PENDING_PICKERS = 10  # deep-linking launches of one user whose pickers stay open at once
 LOGIN_PARAMS = ("iss", "login_hint", "target_link_uri", "lti_message_hint", "client_id",
                 "lti_deployment_id")
 
@@ -55,7 +56,9 @@ def launch():
     session.clear()
     login_user(result.provisioned.user)
     # Pending deep-linking requests of this user in other LMS tabs stay usable.
-    session["launch_ids"] = [*earlier[-9:], result.launch_id]
+    if result.deep_linking:
+        earlier = [*earlier[-(PENDING_PICKERS - 1):], result.launch_id]
+    session["launch_ids"] = earlier
     session["frame_origins"] = platforms.frame_origins(result.platform)
     allow_framing_by(*session["frame_origins"])
     return redirect(_destination(result), 303)
@@ -81,7 +84,7 @@ def _refuse(error: LaunchError):
     session.clear()
     diagnosis = doctor.diagnose(error.category)
     claims = error.claims or {}
-    teacher = map_roles(claims.get(ROLES) if isinstance(claims.get(ROLES), list) else []).is_teacher
+    teacher = launch_roles(claims, error.platform).is_teacher
     presentation = claims.get(LAUNCH_PRESENTATION)
     return_url = presentation.get("return_url") if isinstance(presentation, dict) else None
     allow_framing_by(*platforms.frame_origins(error.platform))

@@ -29,8 +29,36 @@ DEEP_LINKING_REQUEST = "LtiDeepLinkingRequest"
 
 KEEP = ("iss", "aud", "azp", "sub", "iat", "exp", "nbf", DEPLOYMENT_ID, MESSAGE_TYPE, VERSION,
         TARGET_LINK_URI, ROLES)
+# What a later request reads from a deep-linking launch (the picker and its signed answer).
+LATER = ("iss", "aud", "azp", DEPLOYMENT_ID, MESSAGE_TYPE)
+DL_LATER = ("deep_link_return_url", "accept_types", "accept_multiple",
+            "accept_presentation_document_targets", "data")
 MAX_VALUE = 200
 MAX_JSON = 16_000
+
+
+def client_id(claims: dict[str, Any]) -> Any:
+    """The client ID a token names: its azp, else its (first) audience; None when absent.
+
+    Not checked here: the caller decides what a non-string means.
+    """
+    aud = claims.get("aud")
+    return claims.get("azp") or (aud[0] if isinstance(aud, list) and aud else aud)
+
+
+def kept_for_later(claims: dict[str, Any]) -> dict[str, Any]:
+    """The part of a deep-linking launch the picker needs later, for the launch-data cache.
+
+    No names, emails, usernames or launch_presentation return URL (Moodle's carries its
+    sesskey): only issuer, audience, deployment, message type, the course id and the
+    deep-linking settings the answer must echo (its return URL exactly as sent, and `data`).
+    """
+    out = {k: claims[k] for k in LATER if k in claims}
+    if isinstance(context := claims.get(CONTEXT), dict) and "id" in context:
+        out[CONTEXT] = {"id": context["id"]}
+    if isinstance(settings := claims.get(DL_SETTINGS), dict):
+        out[DL_SETTINGS] = {k: settings[k] for k in DL_LATER if k in settings}
+    return out
 
 
 def _text(value: Any) -> Any:

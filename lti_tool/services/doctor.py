@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from string import Formatter
 
 from ..models import LTIPlatform
+from .launches import LEEWAY
 
 MOODLE_TOOL_FORM = (
     "Moodle's External tool configuration (Site administration > Plugins > Activity modules > "
@@ -44,6 +45,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "The launch came back without the login's state cookie ({detail}). Usually third-party "
         "cookies are blocked in the iframe: set 'Default launch container' to 'New window' in "
         "{moodle_form}, or check TRUSTED_PROXIES so the tool sees https.",
+    ),
+    "launch_rejected": Diagnosis(
+        400, "The launch could not be checked",
+        "The tool could not accept this launch. Open the activity again from your course; if "
+        "it happens again, tell your teacher or administrator.",
+        "PyLTI1p3 refused the launch after the tool's own checks passed: {detail} If it names "
+        "a cookie, the browser dropped one of the tool's cookies between login and launch "
+        "(open the tool in a new window); otherwise report this message with the reference.",
     ),
     "state_mismatch": Diagnosis(
         400, "This launch belongs to another sign-in",
@@ -96,14 +105,14 @@ CATEGORIES: dict[str, Diagnosis] = {
     "expired": Diagnosis(
         401, "The launch expired",
         "The launch took too long. Open the activity again from your course.",
-        "The id_token expired {seconds} s before it arrived (60 s leeway allowed). If this "
+        "The id_token expired {seconds} s before it arrived ({leeway} s leeway allowed). If this "
         "repeats, synchronise the clocks of the LMS and tool servers (NTP).",
     ),
     "clock_skew": Diagnosis(
         401, "The clocks of the LMS and the tool disagree",
         "The tool could not accept this launch because of a server clock problem.",
-        "The id_token was issued {seconds} s in the future by the tool's clock (60 s leeway "
-        "allowed): synchronise the clocks of the LMS and tool servers (NTP).",
+        "The id_token was issued {seconds} s in the future by the tool's clock ({leeway} s "
+        "leeway allowed): synchronise the clocks of the LMS and tool servers (NTP).",
     ),
     "wrong_audience": Diagnosis(
         401, "The launch was meant for another tool",
@@ -187,4 +196,5 @@ def fix_for(category: str, details: dict, platform: LTIPlatform | None, launch_u
     values.setdefault("client_id", platform.client_id if platform else "?")
     values.setdefault("moodle_form", MOODLE_TOOL_FORM)
     values.setdefault("launch_url", launch_url)
+    values.setdefault("leeway", LEEWAY)
     return Formatter().vformat(CATEGORIES[category].fix, (), values)

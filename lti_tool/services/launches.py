@@ -21,7 +21,7 @@ from . import jwks
 from .claims import sanitize
 from .oidc import LOGIN_KEY
 from .provisioning import Provisioned, provision_launch
-from .tool_conf import LTIContext, ToolSessionService, find_platform
+from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,20 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         except LtiException as e:
             # A PyLTI1p3 check we did not pre-empt: keep its words, never a 500.
             self._validated = False
-            raise self._annotate(LaunchError("state_missing", str(e))) from None
+            raise self._annotate(rejected(e)) from None
         except LaunchError as e:
             self._validated = False
             raise self._annotate(e) from None
+        return self
+
+    def save_launch_data(self) -> ToolMessageLaunch:
+        """Keep what the picker reads later, for deep-linking launches only.
+
+        PyLTI1p3 would store the whole token (emails, names, return URLs with the LMS's
+        session key) for LAUNCH_DATA_TTL; nothing reads a resource-link launch later.
+        """
+        if self.body.get(c.MESSAGE_TYPE) == c.DEEP_LINKING_REQUEST:
+            self._session_service.save_launch_data(self._launch_id, c.kept_for_later(self.body))
         return self
 
     @property
@@ -88,8 +98,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         error.platform = error.platform or self.platform
         if error.platform is None and self._login:
             error.platform = db.session.get(LTIPlatform, self._login["platform_id"])
-        aud = self.body.get("aud")
-        client_id = aud[0] if isinstance(aud, list) and aud else aud
+        client_id = c.client_id(self.body)
         if error.platform is None and isinstance(self.body.get("iss"), str) and isinstance(
             client_id, str
         ):
@@ -154,8 +163,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
 
     def validate_registration(self) -> ToolMessageLaunch:
         body = self.body
-        aud = body.get("aud")
-        client_id = body.get("azp") or (aud[0] if isinstance(aud, list) and aud else aud)
+        client_id = c.client_id(body)
         if not isinstance(client_id, str):
             raise LaunchError("malformed_token", "The id_token's audience is not a string.",
                               detail="aud is not a string.")
@@ -287,12 +295,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         if not deployment_id:
             raise LaunchError("missing_claim", "The id_token has no deployment_id.",
                               claim="deployment_id")
-        if deployment_id not in (self.platform.deployment_ids or []):
-            raise LaunchError(
-                "unknown_deployment",
-                f"Deployment ID {deployment_id!r} is not allowed for this platform.",
-                deployment_id=deployment_id,
-            )
+        check_deployment(self.platform, deployment_id)
         return self
 
     def validate_message(self) -> ToolMessageLaunch:
@@ -341,6 +344,11 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         return self
 
 
+def rejected(e: LtiException) -> LaunchError:
+    """A PyLTI1p3 refusal our own checks did not pre-empt, in its own category."""
+    return LaunchError("launch_rejected", f"PyLTI1p3 refused the launch: {e}", detail=str(e))
+
+
 @dataclass
 class LaunchResult:
     provisioned: Provisioned
@@ -358,7 +366,7 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     try:
         message = ToolMessageLaunch(ctx)
     except LtiException as e:
-        raise LaunchError("state_missing", str(e), detail=str(e)) from None
+        raise rejected(e) from None
     message.validate()
     body, platform = message.body, message.platform
     deep_linking = body[c.MESSAGE_TYPE] == c.DEEP_LINKING_REQUEST

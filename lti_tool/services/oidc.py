@@ -12,7 +12,7 @@ from pylti1p3.exception import LtiException, OIDCException
 from ..errors import LaunchError
 from ..extensions import cache
 from ..models import LTIPlatform
-from .tool_conf import LTIContext, ToolSessionService, find_platform
+from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
 LOGIN_KEY = "lti-login:"
@@ -92,17 +92,10 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
     if not params.get("iss"):
         raise LaunchError("missing_claim", "The login request has no 'iss'.", claim="iss")
     platform = find_platform(params["iss"], params.get("client_id"))
-    error = None
+    if deployment_id := params.get("lti_deployment_id"):
+        check_deployment(platform, deployment_id)
     if not params.get("login_hint"):
         error = LaunchError("missing_claim", "The login has no 'login_hint'.", claim="login_hint")
-    deployment_id = params.get("lti_deployment_id")
-    if deployment_id and deployment_id not in (platform.deployment_ids or []):
-        error = LaunchError(
-            "unknown_deployment",
-            f"Deployment ID {deployment_id!r} is not allowed for this platform.",
-            deployment_id=deployment_id,
-        )
-    if error is not None:
         error.platform = platform
         raise error
     ctx.tool_conf.remember(platform)

@@ -63,10 +63,7 @@ def _str(value: Any, limit: int = 255) -> str:
 def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned:
     """Create or update everything a validated launch implies, in the caller's transaction."""
     now = datetime.now(UTC)
-    mappings = db.session.scalars(
-        select(LTIRoleMapping).where(LTIRoleMapping.platform_id == platform.id)
-    ).all()
-    roles = map_roles(data.get(c.ROLES), mappings)
+    roles = launch_roles(data, platform)
     user, created = _user(platform, data, roles, now)
     category, group = _course(platform, data.get(c.CONTEXT))
     if group is not None:
@@ -78,7 +75,26 @@ def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned
     return Provisioned(user, roles, category, group, link_id, media_id, created, missing)
 
 
+def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None) -> MappedRoles:
+    """The roles of a launch's claims under the platform's role mappings and the defaults.
+
+    The one mapping used both to provision and to decide who sees a failed launch's fix.
+    """
+    values = (data or {}).get(c.ROLES)
+    mappings = () if platform is None else db.session.scalars(
+        select(LTIRoleMapping).where(LTIRoleMapping.platform_id == platform.id)
+    ).all()
+    return map_roles(values if isinstance(values, list) else [], mappings)
+
+
 # Users
+
+
+def _full_name(cached: dict[str, str]) -> str:
+    """The name claim, else given and family name joined."""
+    return cached["name"] or " ".join(
+        n for n in (cached["given_name"], cached["family_name"]) if n
+    )
 
 
 def _user(
@@ -107,9 +123,7 @@ def _user(
         changes = {}
         if platform.auto_sync_roles and roles.global_role.rank > user.global_role.rank:
             changes["global_role"] = roles.global_role
-        full_name = cached["name"] or " ".join(
-            n for n in (cached["given_name"], cached["family_name"]) if n
-        )
+        full_name = _full_name(cached)
         if cached["email"] and user.email != cached["email"]:
             changes["email"] = cached["email"]
         if full_name and user.name != full_name:
@@ -128,13 +142,10 @@ def _user(
 
 def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User, bool]:
     sub = data["sub"]
-    name = cached["name"] or " ".join(
-        n for n in (cached["given_name"], cached["family_name"]) if n
-    )
     user_id = _insert_user(
         _username_base(platform, data),
         email=cached["email"],
-        name=name,
+        name=_full_name(cached),
         global_role=roles.global_role,
         active=True,
         joined=now,
@@ -160,11 +171,14 @@ def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User,
 
 
 def _username_base(platform: LTIPlatform, data: dict[str, Any]) -> str:
-    """A readable username: the LMS username, the email's local part, the name, or the sub."""
+    """A readable username: the LMS username (Moodle's `ext.user_username`, else the OpenID
+    `preferred_username` of Open edX and others), the email's local part, the name, or the sub.
+    """
     ext = data.get(c.EXT) if isinstance(data.get(c.EXT), dict) else {}
     email = _str(data.get("email"))
     candidates = [
         _str(ext.get("user_username")),
+        _str(data.get("preferred_username")),
         email.split("@", 1)[0] if "@" in email else "",
         ".".join(n for n in (_str(data.get("given_name")), _str(data.get("family_name"))) if n),
         _str(data.get("name")).replace(" ", "."),

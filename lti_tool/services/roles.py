@@ -23,10 +23,6 @@ URI_SCOPES = {
     # Deprecated person vocabulary (Moodle's NRPS uses it for administrators).
     f"{LIS}person": INSTITUTION,
 }
-CONTEXT_ROLES = {
-    "Administrator", "ContentDeveloper", "Instructor", "Learner", "Mentor", "Manager", "Member",
-    "Officer", "TeachingAssistant",
-}
 
 
 @dataclass(frozen=True)

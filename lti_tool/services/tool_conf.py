@@ -53,6 +53,25 @@ def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
     return platform
 
 
+def check_deployment(platform: LTIPlatform, deployment_id: str) -> None:
+    """Refuse a deployment ID the platform's registration does not list.
+
+    Raises LaunchError `unknown_deployment`, filed under the platform.
+    """
+    if not deployment_allowed(platform, deployment_id):
+        error = LaunchError(
+            "unknown_deployment",
+            f"Deployment ID {deployment_id!r} is not allowed for this platform.",
+            deployment_id=deployment_id,
+        )
+        error.platform = platform
+        raise error
+
+
+def deployment_allowed(platform: LTIPlatform, deployment_id: str) -> bool:
+    return deployment_id in (platform.deployment_ids or [])
+
+
 class DatabaseToolConf(ToolConfAbstract):
     """Registrations and deployments from active LTIPlatform rows, looked up once per request.
 
@@ -98,7 +117,7 @@ class DatabaseToolConf(ToolConfAbstract):
         self, iss: str, deployment_id: str, client_id: str | None, *args, **kwargs
     ) -> Deployment | None:
         platform = self.platform(iss, client_id)
-        if platform is None or deployment_id not in (platform.deployment_ids or []):
+        if platform is None or not deployment_allowed(platform, deployment_id):
             return None
         return Deployment().set_deployment_id(deployment_id)
 
@@ -106,9 +125,9 @@ class DatabaseToolConf(ToolConfAbstract):
         return keys.public_jwks()
 
 
-def registration_for(platform: LTIPlatform, with_tool_key: bool = False) -> Registration:
-    """A PyLTI1p3 Registration of the platform; with the tool's current key when it must sign."""
-    registration = (
+def registration_for(platform: LTIPlatform) -> Registration:
+    """A PyLTI1p3 Registration of the platform (the tool signs its own messages, not PyLTI1p3)."""
+    return (
         Registration()
         .set_issuer(platform.platform_id)
         .set_client_id(platform.client_id)
@@ -118,11 +137,6 @@ def registration_for(platform: LTIPlatform, with_tool_key: bool = False) -> Regi
         .set_key_set_url(platform.key_set_url)
         .set_key_set(platform.key_set)
     )
-    if with_tool_key:
-        key = keys.ensure_current_key()
-        registration.set_tool_private_key(keys.private_key_pem(key))
-        registration.set_tool_public_key(keys.public_key_pem(key))
-    return registration
 
 
 class ToolSessionService(FlaskSessionService):
