@@ -2,8 +2,11 @@
 
 import os
 import struct
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import jwt
 import sqlalchemy as sa
 
 from lti_tool.cache_backends import AtomicRedisCache
@@ -134,3 +137,50 @@ def test_the_expiry_fix_names_the_leeway_the_check_uses(browser, lms, db):
                           roles=[INSTRUCTOR])
     assert last_log(db).error_category == "expired"
     assert f"({LEEWAY} s leeway allowed)".encode() in response.data
+
+
+# Point 16: a key made on demand is committed before it signs, once, even under a race.
+
+
+def test_the_first_deep_linking_answer_signs_with_a_published_key(browser, lms, db, make_user):
+    from lti_tool.models import ToolKey
+
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ToolKey)) == 0
+    media = Media(title="Open lecture", file_path="o.mp4", mime_type="video/mp4", size=1,
+                  owner=make_user("owner"), visibility=Visibility.PUBLIC)
+    db.session.add(media)
+    db.session.commit()
+    url, page = open_picker(browser, lms)
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(media.id)], "action": "add"})
+    token = answer(response)[1]
+    published = [k["kid"] for k in browser.get("/lti/jwks").json["keys"]]
+    assert published == [jwt.get_unverified_header(token)["kid"]]
+    verify_as_the_platform(browser, lms, token)
+    url, page = open_picker(browser, lms)
+    second = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "cancel"})
+    assert jwt.get_unverified_header(answer(second)[1])["kid"] == published[0]
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ToolKey)) == 1
+
+
+def test_two_workers_making_the_first_key_at_once_end_with_one(app, db):
+    from lti_tool.models import ToolKey
+    from lti_tool.services import keys
+
+    barrier = threading.Barrier(4)
+
+    def first_key() -> str:
+        with app.app_context():
+            barrier.wait(timeout=30)
+            try:
+                return keys.ensure_current_key().kid
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(4) as pool:
+        kids = set(pool.map(lambda _: first_key(), range(4)))
+    db.session.expire_all()
+    stored = db.session.scalars(sa.select(ToolKey.kid)).all()
+    assert len(stored) == 1 and kids == set(stored)

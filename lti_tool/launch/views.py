@@ -105,7 +105,6 @@ def _refuse(error: LaunchError):
 def jwks():
     """The tool's public keys: platforms check our deep-linking and token JWTs with them."""
     keys.ensure_current_key()
-    db.session.commit()
     response = jsonify(keys.public_jwks())
     response.cache_control.public = True
     response.cache_control.max_age = 300

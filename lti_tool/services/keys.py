@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from jwcrypto.jwk import JWK
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import KeyUnavailableError, ValidationError
@@ -35,7 +35,8 @@ def _fernet() -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def _new_key(current: bool) -> ToolKey:
+def _new_key_values() -> dict:
+    """A fresh RSA key as the columns of a ToolKey: kid, public JWK, encrypted private PEM."""
     while True:
         private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
         pem = private.private_bytes(
@@ -50,14 +51,7 @@ def _new_key(current: bool) -> ToolKey:
         if not kid.startswith("-"):
             break
     public_jwk = jwk.export_public(as_dict=True) | {"kid": kid, "alg": "RS256", "use": "sig"}
-    key = ToolKey(
-        kid=kid,
-        public_jwk=public_jwk,
-        private_key=_fernet().encrypt(pem),
-        current=True if current else None,
-    )
-    db.session.add(key)
-    return key
+    return {"kid": kid, "public_jwk": public_jwk, "private_key": _fernet().encrypt(pem)}
 
 
 def current_key() -> ToolKey | None:
@@ -66,24 +60,29 @@ def current_key() -> ToolKey | None:
 
 
 def ensure_current_key() -> ToolKey:
-    """Return the current key, creating the first one if the tool has none.
+    """The current key; when the tool has none, the first one, committed before it is returned.
 
-    Two processes creating the first key at once collide on the unique `current` flag; the
-    loser rolls back its session and uses the winner's key, so call this before other writes.
+    A key made on demand must be published (in /lti/jwks) before anything is signed with it,
+    whatever the caller does with its own transaction afterwards. So it is inserted and
+    committed on a connection of its own; a concurrent first key (another worker) makes the
+    insert fail on the unique `current` flag, and both then read back the one that won. The
+    caller's session is left alone, so call this before the request's own writes (on SQLite
+    the insert would otherwise wait for the caller's write lock).
     """
     key = current_key()
     if key is not None:
         return key
+    values = _new_key_values()
     try:
-        key = _new_key(current=True)
-        db.session.flush()
+        with db.engine.begin() as conn:
+            conn.execute(insert(ToolKey).values(current=True, **values))
     except IntegrityError:
-        db.session.rollback()
-        key = current_key()
-        if key is None:
-            raise
-        return key
-    log.info("Created tool key %s", key.kid)
+        log.info("Another process created the first tool key at the same moment; using it")
+    else:
+        log.info("Created tool key %s", values["kid"])
+    key = current_key()
+    if key is None:  # pragma: no cover - the winner's key was rotated away at once
+        raise KeyUnavailableError("the tool's first key could not be created; retry")
     return key
 
 
@@ -93,7 +92,8 @@ def rotate_key() -> ToolKey:
     if old is not None:
         old.current = None
         db.session.flush()
-    key = _new_key(current=True)
+    key = ToolKey(current=True, **_new_key_values())
+    db.session.add(key)
     db.session.flush()
     log.info("Rotated tool key: %s is current, %s still published", key.kid, old and old.kid)
     return key
