@@ -43,6 +43,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "DEVELOPMENT": env.get("LTI_TOOL_DEVELOPMENT", "").lower() in ("1", "true", "yes"),
         # A platform's keyset fetch waits this long; it blocks only the launch that needs it.
         "JWKS_FETCH_TIMEOUT": _int(env, "JWKS_FETCH_TIMEOUT", 5) or 5,
+        # Seconds before the same unknown kid may make the tool fetch a platform's keys again.
+        "JWKS_REFRESH_INTERVAL": _int(env, "JWKS_REFRESH_INTERVAL", 30) or 30,
     }
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).

@@ -155,9 +155,9 @@ class TestPlatform:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(key, kid) for key, kid in self.published]}
 
-    def rotate_key(self) -> None:
-        """Sign with a new key from now on and publish only the new key, as Moodle does."""
-        self.key, self.kid = rsa_key(1), "moodle-key-2"
+    def rotate_key(self, n: int = 1) -> None:
+        """Sign with the n-th test key from now on and publish only it, as Moodle does."""
+        self.key, self.kid = rsa_key(n), f"moodle-key-{n + 1}"
         self.published = [(self.key, self.kid)]
 
     # registration

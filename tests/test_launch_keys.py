@@ -1,9 +1,34 @@
 """The platform's keys: cached JWKS, one refresh on an unknown kid, outages, statement budget."""
 
+import time
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
 from lti_tool.models import LTILaunchLog, LTIPlatform
+from lti_tool.services import jwks
+from lti_tool.services.jwks import MAX_REFRESHES, MIN_REFRESH_GAP, REFRESH_WINDOW
+
+
+class FakeClock:
+    """The time the keyset refresh limits are measured with, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(jwks, "clock", fake)
+    return fake
 
 
 def last_log(db) -> LTILaunchLog:
@@ -27,8 +52,9 @@ def test_first_launch_fetches_and_caches_the_keyset_then_no_more_fetches(browser
     assert lms.server.requests == 1, "a normal launch makes no HTTP fetch"
 
 
-def test_key_rotation_at_the_platform_is_picked_up_by_one_refresh(browser, lms, db):
+def test_key_rotation_at_the_platform_is_picked_up_by_one_refresh(browser, lms, db, clock):
     lms.launch(browser)
+    clock.advance(MIN_REFRESH_GAP)
     lms.rotate_key()
     assert lms.launch(browser).status_code == 303
     assert lms.server.requests == 2
@@ -40,10 +66,11 @@ def test_key_rotation_at_the_platform_is_picked_up_by_one_refresh(browser, lms, 
     [("error", "HTTP 500"), ("junk", "did not return JSON"), ("empty", "no RSA keys")],
 )
 def test_keyset_outage_fails_the_launch_cleanly_and_keeps_the_old_cache(
-    browser, lms, db, mode, detail
+    browser, lms, db, mode, detail, clock
 ):
     lms.launch(browser)
     old = platform(db, lms).key_set
+    clock.advance(MIN_REFRESH_GAP)
     lms.rotate_key()
     lms.server.mode = mode
     response = lms.launch(browser, roles=["Instructor"])
@@ -63,14 +90,68 @@ def test_a_platform_that_does_not_answer_in_time_fails_the_launch(browser, lms, 
     assert "did not answer within 1 s" in last_log(db).error_message
 
 
-def test_unknown_kids_refresh_at_most_once_per_interval(browser, lms, db):
+def launch_with_kid(browser, lms, kid: str):
+    login = lms.login(browser)
+    token = lms.sign(lms.claims(nonce=login.nonce), headers={"kid": kid})
+    return lms.launch(browser, token=token, login=login)
+
+
+def test_one_unknown_kid_refreshes_at_most_once_per_interval(browser, lms, db, clock, app):
     lms.launch(browser)
     before = lms.server.requests
+    interval = app.config["JWKS_REFRESH_INTERVAL"]
     for _ in range(3):
-        login = lms.login(browser)
-        token = lms.sign(lms.claims(nonce=login.nonce), headers={"kid": "unknown"})
-        assert lms.launch(browser, token=token, login=login).status_code == 401
+        clock.advance(MIN_REFRESH_GAP)
+        assert launch_with_kid(browser, lms, "unknown").status_code == 401
     assert lms.server.requests == before + 1
+    assert "once per" in last_log(db).error_message
+    clock.advance(interval)
+    assert launch_with_kid(browser, lms, "unknown").status_code == 401
+    assert lms.server.requests == before + 2
+
+
+def test_the_refresh_interval_is_a_setting(browser, lms, db, clock, app):
+    app.config["JWKS_REFRESH_INTERVAL"] = 5
+    lms.launch(browser)
+    clock.advance(MIN_REFRESH_GAP)
+    launch_with_kid(browser, lms, "unknown")
+    before = lms.server.requests
+    clock.advance(5)
+    launch_with_kid(browser, lms, "unknown")
+    assert lms.server.requests == before + 1
+
+
+def test_two_rotations_seconds_apart_are_each_picked_up(browser, lms, db, clock):
+    """A platform that rotates again seconds after the tool refreshed is looked up again."""
+    assert lms.launch(browser).status_code == 303
+    for n in (1, 2):
+        clock.advance(MIN_REFRESH_GAP)
+        lms.rotate_key(n)
+        response = lms.launch(browser)
+        assert response.status_code == 303, response.data[:300]
+    assert lms.server.requests == 3
+    assert [k["kid"] for k in platform(db, lms).key_set["keys"]] == ["moodle-key-3"]
+
+
+def test_a_miss_right_after_a_refresh_waits_for_the_floor(browser, lms, db, clock):
+    lms.launch(browser)
+    lms.rotate_key()
+    assert lms.launch(browser).status_code == 401
+    assert f"less than {MIN_REFRESH_GAP} s ago" in last_log(db).error_message
+    clock.advance(MIN_REFRESH_GAP)
+    assert lms.launch(browser).status_code == 303
+    assert lms.server.requests == 2
+
+
+def test_a_flood_of_made_up_kids_fetches_a_few_times_a_minute(browser, lms, db, clock):
+    lms.launch(browser)
+    clock.advance(REFRESH_WINDOW)
+    before = lms.server.requests
+    for _ in range(40):  # one made-up kid every 3 s for two minutes
+        clock.advance(3)
+        assert launch_with_kid(browser, lms, uuid.uuid4().hex).status_code == 401
+    assert lms.server.requests - before <= 2 * MAX_REFRESHES
+    assert lms.server.requests - before >= MAX_REFRESHES, "the limit is per window, not forever"
 
 
 def test_a_platform_added_later_works_without_a_restart(browser, lms, db, app):

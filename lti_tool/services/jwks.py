@@ -1,8 +1,10 @@
-"""Platform public keys: the cached JWKS, one rate-limited refresh when an unknown kid arrives."""
+"""Platform public keys: the cached JWKS, refreshed (within limits) when an unknown kid arrives."""
 
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +19,14 @@ from ..models import LTIPlatform
 log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 512 * 1024
-REFRESH_INTERVAL = 30  # seconds between two refreshes of one platform's keys
+# Unknown kids make the tool fetch a platform's keyset, but never twice within this many
+# seconds, and at most MAX_REFRESHES times per REFRESH_WINDOW seconds (one kid: once per
+# JWKS_REFRESH_INTERVAL, a setting).
+MIN_REFRESH_GAP = 2
+REFRESH_WINDOW = 60
+MAX_REFRESHES = 4
+# The time the limits above are measured with; tests put a controllable clock here.
+clock: Callable[[], float] = time.time
 
 
 class JWKSFetchError(Exception):
@@ -96,19 +105,17 @@ def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
 
     On a miss, one worker refreshes the keyset while launches arriving meanwhile in any worker
     wait for its result, so a key rotation at the platform (or its very first launch) does not
-    fail a lecture hall of launches. After a refresh the next one for a kid miss waits
-    REFRESH_INTERVAL seconds: the limit an attacker's made-up kids run into. Raises LaunchError
-    `unknown_kid` or `jwks_unavailable`.
+    fail a lecture hall of launches. How often a miss may fetch is limited per platform (see
+    `refresh_refusal`). Raises LaunchError `unknown_kid` or `jwks_unavailable`.
     """
     key = _find(platform.key_set, kid)
     if key is not None:
         return key
-    first_fetch = platform.key_set is None
     refreshing_key = f"jwks-refreshing:{platform.id}"
     timeout = current_app.config["JWKS_FETCH_TIMEOUT"]
     if cache.add(refreshing_key, 1, timeout=timeout + 2):
         try:
-            return _refresh_and_find(platform, kid, first_fetch)
+            return _refresh_and_find(platform, kid)
         finally:
             cache.delete(refreshing_key)
     deadline = time.monotonic() + timeout + 1
@@ -131,23 +138,52 @@ def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
     )
 
 
-def _refresh_and_find(platform: LTIPlatform, kid: str, first_fetch: bool) -> dict[str, Any]:
+def refresh_refusal(platform_id: int, kid: str, interval: int, now: float) -> str | None:
+    """Why a miss of `kid` may not fetch the platform's keyset now, or None if it may.
+
+    Each kid may fetch once per `interval` (JWKS_REFRESH_INTERVAL), so a platform that
+    rotates twice in a row is looked up each time; any fetch waits MIN_REFRESH_GAP seconds
+    after the previous one, and at most MAX_REFRESHES happen in REFRESH_WINDOW seconds: the
+    limit made-up kids run into. Called by the one worker holding the platform's refresh lock.
+    """
+    missed = cache.get(_kid_key(platform_id, kid))
+    if missed is not None and now - missed < interval:
+        return f"that key was looked up {now - missed:.0f} s ago (once per {interval} s per key)"
+    fetches = _recent_fetches(platform_id, now)
+    if fetches and now - fetches[-1] < MIN_REFRESH_GAP:
+        return f"the keyset was fetched less than {MIN_REFRESH_GAP} s ago"
+    if len(fetches) >= MAX_REFRESHES:
+        return f"the keyset was fetched {MAX_REFRESHES} times in the last {REFRESH_WINDOW} s"
+    return None
+
+
+def _kid_key(platform_id: int, kid: str) -> str:
+    return f"jwks-kid:{platform_id}:{hashlib.sha256(kid.encode()).hexdigest()[:32]}"
+
+
+def _recent_fetches(platform_id: int, now: float) -> list[float]:
+    times = cache.get(f"jwks-fetches:{platform_id}") or []
+    return [t for t in times if now - t < REFRESH_WINDOW]
+
+
+def _refresh_and_find(platform: LTIPlatform, kid: str) -> dict[str, Any]:
     key = _find(_stored_key_set(platform), kid)
     if key is not None:  # another worker refreshed it a moment ago
         return key
-    if first_fetch:  # a failed first fetch is retried after a few seconds
-        marker, interval = f"jwks-first-fetch:{platform.id}", 5
-    else:
-        marker = f"jwks-refreshed:{platform.id}"
-        interval = current_app.config.get("JWKS_REFRESH_INTERVAL", REFRESH_INTERVAL)
-    if not cache.add(marker, 1, timeout=interval):
+    interval = current_app.config["JWKS_REFRESH_INTERVAL"]
+    now = clock()
+    if reason := refresh_refusal(platform.id, kid, interval, now):
         raise LaunchError(
             "unknown_kid" if platform.key_set else "jwks_unavailable",
-            f"The platform signed with key {kid!r}, which is not in its keyset; it was "
-            f"refreshed less than {interval} s ago.",
+            f"The platform signed with key {kid!r}, which is not in its keyset; it is not "
+            f"fetched again yet: {reason}.",
             kid=kid,
-            detail="it was fetched seconds ago.",
+            detail=f"not fetched again yet: {reason}.",
         )
+    cache.set(
+        f"jwks-fetches:{platform.id}", [*_recent_fetches(platform.id, now), now],
+        timeout=REFRESH_WINDOW,
+    )
     try:
         key_set = refresh_platform_keys(platform)
     except JWKSFetchError as e:
@@ -157,6 +193,7 @@ def _refresh_and_find(platform: LTIPlatform, kid: str, first_fetch: bool) -> dic
         ) from None
     key = _find(key_set, kid)
     if key is None:
+        cache.set(_kid_key(platform.id, kid), now, timeout=interval)
         raise LaunchError(
             "unknown_kid",
             f"The platform signed with key {kid!r}, which is not in its keyset "
