@@ -421,19 +421,6 @@ class LTIPlatform(db.Model):
         order_by=lambda: LTILaunchLog.created_at.desc(),
     )
 
-    def get_lti_config(self) -> dict[str, Any]:
-        """This registration in the shape of one issuer entry of PyLTI1p3's ToolConfDict."""
-        return {
-            "default": True,
-            "client_id": self.client_id,
-            "auth_login_url": self.auth_login_url,
-            "auth_token_url": self.auth_token_url,
-            "auth_audience": self.auth_audience or None,
-            "key_set_url": self.key_set_url,
-            "key_set": self.key_set,
-            "deployment_ids": list(self.deployment_ids or []),
-        }
-
     def __repr__(self) -> str:
         return f"<LTIPlatform {self.id} {self.name!r} iss={self.platform_id!r}>"
 

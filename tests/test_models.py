@@ -263,32 +263,6 @@ def test_timestamps_given_in_another_zone_are_stored_as_the_same_instant(db, mak
     assert platform.key_set_updated == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
-def test_platform_gives_pylti1p3_its_configuration(make_platform):
-    platform = make_platform(site="https://lms.example.edu", client_id="abc",
-                             deployment_ids=["1", "7"], auth_audience=None,
-                             key_set={"keys": []})
-    assert platform.get_lti_config() == {
-        "default": True,
-        "client_id": "abc",
-        "auth_login_url": "https://lms.example.edu/mod/lti/auth.php",
-        "auth_token_url": "https://lms.example.edu/mod/lti/token.php",
-        "auth_audience": None,
-        "key_set_url": "https://lms.example.edu/mod/lti/certs.php",
-        "key_set": {"keys": []},
-        "deployment_ids": ["1", "7"],
-    }
-
-
-def test_the_pylti1p3_dictionary_config_accepts_it(make_platform):
-    from pylti1p3.tool_config import ToolConfDict
-
-    platform = make_platform(deployment_ids=["1"])
-    conf = ToolConfDict({platform.platform_id: [platform.get_lti_config()]})
-    registration = conf.find_registration_by_params(platform.platform_id, platform.client_id)
-    assert registration.get_auth_login_url() == platform.auth_login_url
-    assert conf.find_deployment_by_params(platform.platform_id, "1", platform.client_id)
-
-
 def test_launch_logs_list_newest_first(db, make_platform):
     platform = make_platform()
     now = datetime.now(UTC)
