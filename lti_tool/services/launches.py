@@ -36,8 +36,8 @@ _parsed_keys: dict[tuple[str, str], Any] = {}
 class ToolMessageLaunch(FlaskMessageLaunch):
     """PyLTI1p3's message launch with our order of checks, each failure a LaunchError category.
 
-    Adds what PyLTI1p3 2.0.0 lacks: a clock leeway, a JWKS cache with one refresh for an
-    unknown kid, RS256 only, the full audience and azp check, and a nonce that is bound to
+    Adds what PyLTI1p3 2.0.0 lacks: a clock leeway, a JWKS cache refreshed (within limits)
+    for an unknown kid, RS256 only, the full audience and azp check, and a nonce that is bound to
     the login's state and accepted exactly once.
     """
 
