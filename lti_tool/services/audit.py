@@ -116,6 +116,18 @@ def neighbours(entry: LTILaunchLog, window: timedelta = timedelta(hours=1)) -> l
     ))
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Text that a spreadsheet shows as written, never runs: a formula start gets a leading
+    single quote, which spreadsheets read as "text follows" and do not display."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 CSV_COLUMNS = ("id", "time_utc", "platform", "user", "course", "resource_link", "launch_type",
                "success", "error_category", "error_message", "ip_address", "claims")
 
@@ -134,7 +146,7 @@ def csv_rows(filters: Filters) -> Iterator[str]:
         db.session.scalars(query.execution_options(yield_per=1000)), start=1
     ):
         link = entry.resource_link
-        writer.writerow((
+        writer.writerow(spreadsheet_safe(cell) for cell in (
             entry.id, entry.created_at.isoformat(), entry.platform.name,
             entry.user.username if entry.user else "",
             link.context_title if link else "", link.resource_link_title if link else "",
