@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, abort
 
 from . import admin, audit, cli, health, launch, media, security
-from .config import from_env
+from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
 from .services.users import load_user
@@ -34,7 +34,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + 1024 * 1024
     configure_logging(app)
+    private_instance_files(app.config)
     register_extensions(app)
+    security.register_converters(app)
     register_blueprints(app)
     register_error_handlers(app)
     security.init_app(app)

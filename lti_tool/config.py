@@ -2,11 +2,17 @@
 
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
 
 SECRET_KEY_FILE = "secret_key"
+# Host names a request may name when no other is configured: `make run` on this machine.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
 class ConfigError(RuntimeError):
@@ -34,6 +40,7 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
         "MAX_UPLOAD_BYTES": _int(env, "MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        **public_address(env.get("PUBLIC_BASE_URL", ""), env.get("TRUSTED_HOSTS", "")),
         "SESSION_COOKIE_NAME": "lti_tool_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_HOURS", 8)),
@@ -61,6 +68,45 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
     config["CACHE_DEFAULT_TIMEOUT"] = 300
     config["CACHE_KEY_PREFIX"] = env.get("CACHE_KEY_PREFIX", "lti_tool:")
     return config
+
+
+def public_address(base_url: str, trusted_hosts: str) -> dict[str, Any]:
+    """PUBLIC_BASE_URL (the origin people and platforms use) and the host names accepted.
+
+    Every absolute URL is built from PUBLIC_BASE_URL when it is set. A request naming a host
+    outside TRUSTED_HOSTS (a comma-separated list; a leading dot admits subdomains) is refused:
+    by default the public host and this machine's loopback names.
+    """
+    base_url = base_url.strip().rstrip("/")
+    hosts = [h.strip().lower() for h in trusted_hosts.split(",") if h.strip()]
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or (
+            parts.path or parts.query or parts.fragment or parts.username
+        ):
+            raise ConfigError(
+                f"PUBLIC_BASE_URL must be an origin such as https://media.example.edu, "
+                f"not {base_url!r}"
+            )
+        hosts = [parts.hostname, *(hosts or LOOPBACK_HOSTS)]
+    return {"PUBLIC_BASE_URL": base_url or None, "TRUSTED_HOSTS": hosts or list(LOOPBACK_HOSTS)}
+
+
+def private_instance_files(config: Mapping[str, Any]) -> None:
+    """Create the SQLite file (0600) and the file cache's folder (0700) before anything opens them.
+
+    SQLite gives its -wal and -shm files the database file's mode; the cache writes its files
+    0600. Files that already exist keep their mode; a missing database folder stays missing.
+    """
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and (
+        not url.database.startswith("file:")
+    ):
+        path = Path(url.database)
+        if path.parent.is_dir():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if config.get("CACHE_DIR"):
+        Path(config["CACHE_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def database_url(url: str) -> str:
@@ -92,7 +138,7 @@ def _instance_secret_key(instance: Path) -> str:
     """
     path = instance / SECRET_KEY_FILE
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = instance / f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

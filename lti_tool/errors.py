@@ -3,6 +3,7 @@
 import logging
 
 from flask import Flask, current_app, make_response, render_template
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _http_error(error: HTTPException):
-    response = make_response(render_template("errors/error.html", error=error), error.code)
+    # A refused Host header leaves no URL adapter: that page links nothing, so it still renders.
+    template = "errors/error.html" if request_ctx.url_adapter else "errors/plain.html"
+    response = make_response(render_template(template, error=error), error.code)
     # Keep the headers the error carries: Allow on 405, Content-Range on 416, …
     for name, value in error.get_headers():
         if name.lower() != "content-type":

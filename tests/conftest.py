@@ -17,7 +17,10 @@ from lti_tool.extensions import db as _db
 from lti_tool.models import GlobalRole, LTIPlatform, User
 
 # Settings a developer's shell may hold that must not leak into the tests.
-ISOLATED_ENV = ("SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT", "TRUSTED_PROXIES", "INSTANCE_PATH")
+ISOLATED_ENV = ("SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT", "TRUSTED_PROXIES", "INSTANCE_PATH",
+                "PUBLIC_BASE_URL", "TRUSTED_HOSTS")
+# The test client's default host, loopback, and the tool's site in the https tests.
+TEST_HOSTS = ["localhost", "127.0.0.1", "tool.example.org"]
 
 
 def pytest_report_header(config) -> list[str]:
@@ -87,7 +90,8 @@ class FreshClient(FlaskClient):
 
 @pytest.fixture
 def app(migrated, instance_path) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated})
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated,
+                      "TRUSTED_HOSTS": TEST_HOSTS})
     app.test_client_class = FreshClient
     with app.app_context():
         cache.clear()

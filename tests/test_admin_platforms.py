@@ -191,6 +191,7 @@ def test_setup_urls_follow_the_proxy(app, make_user):
     from lti_tool import create_app
 
     proxied = create_app({"TESTING": True, "TRUSTED_PROXIES": 1,
+                          "TRUSTED_HOSTS": ["media.example.org"],
                           "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]})
     make_user("root", password="long-password-1", global_role="admin")
     client = proxied.test_client()

@@ -4,7 +4,6 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     HiddenField,
-    IntegerField,
     PasswordField,
     SelectChoice,
     SelectField,
@@ -13,6 +12,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..fields import IdField
 from ..models import GlobalRole, GroupRole
 
 
@@ -91,4 +91,4 @@ class SimulatorForm(FlaskForm):
 
     roles = TextAreaField("LTI roles", validators=[Optional()],
                           description="One per line, as a launch sends them.")
-    launch = IntegerField("Or a logged launch", validators=[Optional()])
+    launch = IdField("Or a logged launch", validators=[Optional()])

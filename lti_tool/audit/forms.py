@@ -1,18 +1,23 @@
 """The launch-log viewer's filters (a GET form: views can be bookmarked and shared)."""
 
+from datetime import date, timedelta
+
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, StringField
+from wtforms import DateField, StringField
 from wtforms.validators import Optional
 
+from ..fields import IdField
 from ..models import LaunchType
 from ..services.audit import Filters
+
+LAST_DAY = date.max - timedelta(days=1)
 
 
 class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    platform = IntegerField("Platform", validators=[Optional()])
+    platform = IdField("Platform", validators=[Optional()])
     outcome = StringField("Outcome", validators=[Optional()])  # "", "success", "failure"
     category = StringField("Error category", validators=[Optional()])
     launch_type = StringField("Launch type", validators=[Optional()])
@@ -21,7 +26,7 @@ class AuditFilterForm(FlaskForm):
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
     text = StringField("Text in the error", validators=[Optional()])
-    before = IntegerField(validators=[Optional()])
+    before = IdField(validators=[Optional()])
 
     def filters(self) -> Filters:
         launch_type = self.launch_type.data if self.launch_type.data in (
@@ -32,5 +37,7 @@ class AuditFilterForm(FlaskForm):
             error_category=(self.category.data or "").strip(),
             launch_type=LaunchType(launch_type) if launch_type else None,
             user=self.user.data or "", course=self.course.data or "",
-            date_from=self.date_from.data, date_to=self.date_to.data, text=self.text.data or "",
+            date_from=self.date_from.data, text=self.text.data or "",
+            # the day after it must exist: 9999-12-31 means "no end"
+            date_to=self.date_to.data and min(self.date_to.data, LAST_DAY),
         )

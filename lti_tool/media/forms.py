@@ -3,7 +3,6 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
-    IntegerField,
     SelectChoice,
     SelectField,
     SelectMultipleField,
@@ -12,6 +11,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..fields import IdField, bounded_int
 from ..models import Category, Visibility
 from ..services.deep_linking import SCOPES
 
@@ -32,7 +32,7 @@ class PickerFilterForm(FlaskForm):
 
     q = StringField("Search title and description", validators=[Optional()])
     scope = StringField("Show", default="all")
-    after = IntegerField(validators=[Optional()])
+    after = IdField(validators=[Optional()])
 
     def clean_scope(self) -> str:
         return self.scope.data if self.scope.data in SCOPES else "all"
@@ -41,7 +41,7 @@ class PickerFilterForm(FlaskForm):
 class PickerForm(FlaskForm):
     """The chosen items (repeatable `media_ids`), or a cancel."""
 
-    media_ids = SelectMultipleField(coerce=int, validate_choice=False)
+    media_ids = SelectMultipleField(coerce=bounded_int, validate_choice=False)
     action = StringField()
 
 
@@ -50,7 +50,7 @@ class MediaDetailsForm(FlaskForm):
 
     title = StringField("Title", validators=[DataRequired(), Length(max=255)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
-    category = SelectField("Course or category", coerce=int)
+    category = SelectField("Course or category", coerce=bounded_int)
     visibility = SelectField(
         "Who can see it",
         choices=[SelectChoice(v.value, label) for v, label in VISIBILITY_LABELS.items()],

@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import Category, Media, Visibility
-from ..security import allow_framing_by
+from ..security import allow_form_posts_to, allow_framing_by
 from ..services import access, claims, deep_linking, media, platforms, tool_conf, users
 from ..services.tool_conf import load_launch_data, lti_context
 from .forms import (
@@ -237,6 +237,7 @@ def picker(launch_id: str):
                 for m in chosen
             ]
             token = deep_linking.response_jwt(request_, platform, items)
+            allow_form_posts_to(return_url)
             return render_template("media/deep_link_return.html", action=return_url,
                                    jwt=token, count=len(items))
     filters = PickerFilterForm(request.args)

@@ -12,6 +12,7 @@ from pylti1p3.exception import LtiException, OIDCException
 from ..errors import LaunchError
 from ..extensions import cache
 from ..models import LTIPlatform
+from ..security import csp_nonce
 from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
@@ -29,6 +30,21 @@ class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
     def get_js_block(self) -> str:
         return super().get_js_block().replace(
             "cookie + '; SameSite=None; secure'", "cookie + '; SameSite=None; secure; Partitioned'"
+        )
+
+    def get_html(self) -> str:
+        """The page under the tool's Content-Security-Policy.
+
+        Its inline script and style carry this response's nonce; the blocks start `hidden`
+        (the script shows one by setting its display), and the link has no `javascript:` URL.
+        """
+        nonce = csp_nonce()
+        return (
+            super().get_html()
+            .replace('<script type="text/javascript">', f'<script nonce="{nonce}">')
+            .replace('<style type="text/css">', f'<style nonce="{nonce}">')
+            .replace(' style="display: none;"', " hidden")
+            .replace('href="javascript: void(0);"', 'href="#"')
         )
 
 

@@ -8,13 +8,17 @@ from sqlalchemy import Select, select, tuple_
 
 from ..extensions import db
 
+# The largest id any table can hold (a signed 64-bit integer): a larger cursor names no row.
+MAX_ID = 2**63 - 1
+
 
 def newest_first(query: Select, model: Any, cursor: int | None, size: int):
     """One page of `query` over `model`, newest first, after the row with id `cursor`.
 
-    Returns the page's items and the cursor of the next page (None on the last page).
+    Returns the page's items and the cursor of the next page (None on the last page). A cursor
+    that names no row (deleted, made up, beyond any id) gives the first page.
     """
-    if cursor is not None:
+    if cursor is not None and abs(cursor) <= MAX_ID:
         last = db.session.execute(
             select(model.created_at, model.id).where(model.id == cursor)
         ).first()
