@@ -5,9 +5,13 @@ import stat
 
 import pytest
 from flask import request, session
+from sqlalchemy import text
 
 from lti_tool import create_app
 from lti_tool.config import ConfigError, from_env
+from lti_tool.extensions import cache, db
+
+from .server import free_port
 
 
 def test_blueprints_are_registered(app):
@@ -175,3 +179,37 @@ def test_unknown_page_is_a_readable_404(client):
     assert response.mimetype == "text/html"
     assert b"Not Found" in response.data
     assert b"Traceback" not in response.data
+
+
+def test_a_fresh_instance_keeps_its_files_to_itself(instance_path, monkeypatch):
+    """The SQLite database (with its WAL and shared-memory files) and the launch cache are
+    readable by the tool's own user only."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    app = create_app()
+    with app.app_context():
+        db.session.execute(text("CREATE TABLE probe (x INTEGER)"))
+        db.session.execute(text("INSERT INTO probe VALUES (1)"))
+        db.session.commit()
+        cache.set("probe", {"claims": "private"})
+        database = db.engine.url.database
+        files = [database, f"{database}-wal", f"{database}-shm"]
+        cache_dir = app.config["CACHE_DIR"]
+        files += [os.path.join(cache_dir, name) for name in os.listdir(cache_dir)]
+        assert len(files) > 3, "the cache wrote a file"
+        modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in files}
+        db.session.remove()
+        db.engine.dispose()
+    assert {path: mode & 0o077 for path, mode in modes.items()} == dict.fromkeys(files, 0)
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(instance_path).st_mode) == 0o700
+
+
+def test_healthz_is_degraded_when_the_cache_does_not_answer(migrated, instance_path):
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": migrated,
+                      "CACHE_TYPE": "lti_tool.cache_backends.AtomicRedisCache",
+                      "CACHE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200, "the database answers: keep serving"
+    assert response.json == {"status": "degraded", "database": "ok", "cache": "unavailable"}
+    with app.app_context():
+        db.engine.dispose()
