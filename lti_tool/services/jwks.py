@@ -130,7 +130,11 @@ def platform_key(platform: LTIPlatform, kid: str) -> dict[str, Any]:
             "The platform's keyset could not be fetched by the launch that tried just now.",
             detail="a fetch failed moments ago.",
         )
-    raise LaunchError(
+    raise _unknown_kid(platform, kid)
+
+
+def _unknown_kid(platform: LTIPlatform, kid: str) -> LaunchError:
+    return LaunchError(
         "unknown_kid",
         f"The platform signed with key {kid!r}, which is not in its keyset "
         f"{platform.key_set_url} even after a refresh.",
@@ -194,10 +198,5 @@ def _refresh_and_find(platform: LTIPlatform, kid: str) -> dict[str, Any]:
     key = _find(key_set, kid)
     if key is None:
         cache.set(_kid_key(platform.id, kid), now, timeout=interval)
-        raise LaunchError(
-            "unknown_kid",
-            f"The platform signed with key {kid!r}, which is not in its keyset "
-            f"{platform.key_set_url} even after a refresh.",
-            kid=kid,
-        )
+        raise _unknown_kid(platform, kid)
     return key
