@@ -8,11 +8,10 @@ from typing import Any
 
 from flask import Flask, abort
 
-from . import admin, audit, cli, health, launch, media, security
+from . import admin, audit, cli, health, launch, media, security, sessions
 from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
-from .services.users import load_user
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -58,7 +57,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     cache.init_app(app)
-    login_manager.user_loader(load_user)
+    sessions.init_app(app)
     login_manager.unauthorized_handler(_unauthorized)
 
 

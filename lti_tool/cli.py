@@ -97,6 +97,29 @@ def create_admin_command(
         click.echo(f"Generated password (shown once, write it down): {password}")
 
 
+@click.command("set-password")
+@click.argument("username")
+@click.option(
+    "--password",
+    envvar="NEW_PASSWORD",
+    help="The new password (or set NEW_PASSWORD); asked for when neither is given.",
+)
+@with_appcontext
+def set_password_command(username: str, password: str | None) -> None:
+    """Give the local account USERNAME a new password; its sessions everywhere end."""
+    user = users.get_user_by_username(username)
+    if user is None:
+        raise click.BadParameter(f"no user named {username!r}", param_hint="USERNAME")
+    if not password:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        users.change_password(user, password)
+    except ValidationError as e:
+        raise _bad(e, {"password": "--password"}) from None
+    db.session.commit()
+    click.echo(f"New password set for {username!r}; their existing sessions have ended.")
+
+
 platform_cli = AppGroup("platform", help="Register LMS platforms (issuer + client ID).")
 
 PLATFORM_OPTIONS = {
@@ -304,6 +327,7 @@ def audit_prune(older_than: timedelta | None) -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(set_password_command)
     app.cli.add_command(platform_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(media_cli)

@@ -93,6 +93,9 @@ def login():
 @bp.post("/logout")
 def logout():
     if ActionForm().validate_on_submit():
+        if current_user.is_authenticated:
+            users.end_sessions(current_user._get_current_object())
+            db.session.commit()
         logout_user()
         session.clear()
         flash("Signed out.")

@@ -17,6 +17,7 @@ from ..models import (
     User,
     rbac_group_category,
 )
+from .users import end_sessions
 
 PER_PAGE = 50
 
@@ -73,7 +74,10 @@ def set_user_access(user: User, actor: User, global_role: GlobalRole, active: bo
     """Change a user's global role and active flag (flushed); no one locks themselves out."""
     if user.id == actor.id and (global_role is not GlobalRole.ADMIN or not active):
         raise ValidationError("global_role", "you cannot remove your own admin access")
+    ends_sessions = global_role.rank < user.global_role.rank or (user.active and not active)
     user.global_role, user.active = global_role, active
+    if ends_sessions:
+        end_sessions(user)
     db.session.flush()
     return user
 

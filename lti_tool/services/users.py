@@ -15,10 +15,30 @@ USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
 MIN_PASSWORD_LENGTH = 8
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader: the signed-in user, unless deactivated since."""
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+def load_user(user_id: str, session_version: int | None) -> User | None:
+    """The signed-in user, unless deactivated or their sessions were ended since this one
+    began (`session_version` is the version the session recorded at sign-in)."""
+    try:
+        user = db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+    if user is None or not user.active or user.session_version != session_version:
+        return None
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """End every existing session of this user, on every device (flushed): sign-out, a new
+    password, deactivation or a lowered global role."""
+    user.session_version = (user.session_version or 0) + 1
+    db.session.flush()
+
+
+def change_password(user: User, password: str) -> None:
+    """Set a new password (flushed); the user's existing sessions end."""
+    check_password_strength(password)
+    user.set_password(password)
+    end_sessions(user)
 
 
 def get_user_by_username(username: str) -> User | None:
