@@ -71,6 +71,14 @@ class PlatformServer:
                 self.send_response(404)
                 self.end_headers()
 
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.partition("?")[0] == "/mod/lti/contentitem_return.php":
+                    server.platform.returned.append(parse_qs(body.decode())["JWT"][0])
+                    return self.html("<!doctype html><title>Course</title>Back in the course")
+                self.send_response(404)
+                self.end_headers()
+
             def keyset(self):
                 if server.mode == "slow":
                     time.sleep(server.delay)
@@ -149,6 +157,8 @@ class TestPlatform:
         self.platform = None
         self.tool_url = ""  # where the browser-facing pages send the browser (browser tests)
         self.browser_roles = [LEARNER]  # roles of the user signed in to the web side
+        self.browser_message_type = "LtiResourceLinkRequest"  # what the web side launches
+        self.returned: list[str] = []  # deep-linking answers posted back to the web side
 
     # keys
 
@@ -297,7 +307,8 @@ class TestPlatform:
         param = {k: v[0] for k, v in query.items()}
         assert param["redirect_uri"] == f"{self.tool_url}/lti/launch", param["redirect_uri"]
         token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"],
-                                      roles=self.browser_roles))
+                                      roles=self.browser_roles,
+                                      message_type=self.browser_message_type))
         return self._autosubmit(param["redirect_uri"], {"id_token": token, "state": param["state"]})
 
     @staticmethod

@@ -53,6 +53,8 @@ def chrome(block_cookies_of: tuple[str, str] | None = None, one_process: bool = 
         # Network throttling applies to the page's own process: keep the cross-site iframe in it.
         options.add_argument("--disable-site-isolation-trials")
         options.add_argument("--disable-features=IsolateOrigins,site-per-process")
+    # The console shows what the Content-Security-Policy refused.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if block_cookies_of:
         # The tool's cookies blocked while it is framed by the LMS, partitioned ones included,
         # as in a browser that keeps no third-party cookies at all.
@@ -94,6 +96,12 @@ def wait_for_text(driver, text: str, seconds: float = 20) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
 
+def assert_no_policy_violations(driver) -> None:
+    refused = [e["message"] for e in driver.get_log("browser")
+               if "Content Security Policy" in e["message"]]
+    assert refused == []
+
+
 def test_a_student_opens_the_tool_inside_the_course_page(browser_factory, site_lms, tool_url):
     from selenium.webdriver.common.by import By
 
@@ -103,6 +111,7 @@ def test_a_student_opens_the_tool_inside_the_course_page(browser_factory, site_l
     text = wait_for_text(driver, "Your role in this course")
     assert "Modern History" in text and "member" in text
     assert driver.execute_script("return location.href").startswith(f"{tool_url}/media/category/")
+    assert_no_policy_violations(driver)
 
 
 def test_with_third_party_cookies_blocked_the_tool_continues_in_a_new_window(
@@ -119,6 +128,7 @@ def test_with_third_party_cookies_blocked_the_tool_continues_in_a_new_window(
     driver.switch_to.window(new_window)
     text = wait_for_text(driver, "Your role in this course")
     assert "Modern History" in text
+    assert_no_policy_violations(driver)
 
 
 def test_a_teacher_uploads_inside_the_iframe_and_sees_the_progress(
@@ -155,3 +165,22 @@ def test_a_teacher_uploads_inside_the_iframe_and_sees_the_progress(
     assert any(s.endswith("% uploaded") for s in seen), seen
     assert "Added “Lecture 4”" in wait_for_text(driver, "Lecture 4")
     assert driver.execute_script("return location.pathname").startswith("/media/")
+    assert_no_policy_violations(driver)
+
+
+def test_a_teacher_returns_to_the_course_from_the_picker(browser_factory, site_lms, tool_url):
+    """The picker's answer is posted to the LMS by the tool's own script, across origins."""
+    from selenium.webdriver.common.by import By
+
+    from .lms import INSTRUCTOR
+
+    site_lms.browser_roles = [INSTRUCTOR]
+    site_lms.browser_message_type = "LtiDeepLinkingRequest"
+    driver = browser_factory()
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    wait_for_text(driver, "Cancel")
+    driver.find_element(By.CSS_SELECTOR, "button[value=cancel]").click()
+    wait_for_text(driver, "Back in the course")
+    assert len(site_lms.returned) == 1
+    assert_no_policy_violations(driver)
