@@ -4,11 +4,13 @@ OIDC state, nonces and locks rely on two promises the stock backends do not keep
 `add` succeeds for exactly one caller (Flask-Caching's file cache checks, then writes; its Redis
 cache sets the expiry in a second command), and `delete` tells whether the key was there (the
 file cache always says yes). The file cache also evicts live entries past its threshold, which
-would lose logins at a lecture start; here only expired entries are pruned.
+would lose logins at a lecture start; here only expired entries are pruned. Both add `count`, an
+atomic counter with an expiry (sign-in throttling: parallel guesses must each be counted).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import struct
@@ -58,6 +60,30 @@ class SharedFileSystemCache(FileSystemCache):
             os.unlink(tmp)
         return True
 
+    def count(self, key: str, timeout: int, delta: int = 1) -> int:
+        """Add `delta` to the counter `key` (made with this timeout if absent or expired) and
+        return its new value; one file lock serialises counters across the host's workers."""
+        filename = self._get_filename(key)
+        lock_name = os.path.join(self._path, "counters.lock" + self._fs_transaction_suffix)
+        with open(lock_name, "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with open(filename, "rb") as f:
+                    expires = struct.unpack("I", f.read(4))[0]
+                    value = self.serializer.load(f)
+                if expires != 0 and expires < time():
+                    raise FileNotFoundError(filename)
+            except (FileNotFoundError, struct.error, EOFError):
+                expires, value = self._normalize_timeout(timeout), 0
+            value += delta
+            fd, tmp = tempfile.mkstemp(suffix=self._fs_transaction_suffix, dir=self._path)
+            with os.fdopen(fd, "wb") as f:
+                f.write(struct.pack("I", expires))
+                self.serializer.dump(value, f)
+            os.chmod(tmp, self._mode)
+            os.replace(tmp, filename)
+        return value
+
     def delete(self, key: str, mgmt_element: bool = False) -> bool:
         try:
             os.remove(self._get_filename(key))
@@ -79,6 +105,15 @@ class SharedFileSystemCache(FileSystemCache):
 
 class AtomicRedisCache(RedisCache):
     """Redis cache whose `add` sets value and expiry in one command (SET NX EX)."""
+
+    def count(self, key: str, timeout: int, delta: int = 1) -> int:
+        """Add `delta` to the counter `key` (made with this timeout if absent) and return its
+        new value: SET NX EX and INCRBY in one MULTI/EXEC transaction."""
+        name = f"{self._get_prefix()}{key}"
+        pipe = self._write_client.pipeline(transaction=True)
+        pipe.set(name, self.serializer.dumps(0), nx=True, ex=self._normalize_timeout(timeout))
+        pipe.incrby(name, delta)
+        return int(pipe.execute()[1])
 
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
         expires = self._normalize_timeout(timeout)

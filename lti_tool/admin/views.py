@@ -73,16 +73,16 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         username, ip = form.username.data, request.remote_addr
-        if users.signin_blocked(username, ip):
-            form.password.errors.append(
-                "Too many failed sign-ins: wait 15 minutes, then try again.")
+        if not users.reserve_signin_attempt(username, ip):
+            form.password.errors.append("Too many failed sign-ins: wait "
+                                        f"{users.SIGNIN_WINDOW // 60} minutes, then try again.")
             return render_template("admin/login.html", form=form), 429
         user = users.authenticate(username, form.password.data)
         if user is None:
             users.record_failed_signin(username, ip)
             form.password.errors.append("Wrong username or password.")
         else:
-            users.clear_failed_signins(username)
+            users.signin_succeeded(username, ip)
             session.clear()
             login_user(user)
             target = form.next.data

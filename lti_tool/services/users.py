@@ -1,9 +1,12 @@
 """Local user accounts."""
 
+import functools
 import logging
 import re
+import secrets
 
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import ValidationError
 from ..extensions import cache, db
@@ -45,10 +48,22 @@ def get_user_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username == username))
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash made like the accounts' own, checked when there is no account to check."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def authenticate(username: str, password: str) -> User | None:
-    """The active local account with this username and password, else None."""
+    """The active local account with this username and password, else None.
+
+    A password hash is checked in every case, against a dummy hash when no local account has
+    this name, so an unknown name costs the same work as a known one: existence cannot be timed.
+    """
     user = get_user_by_username(username)
-    if user is None or not user.active or not user.check_password(password):
+    stored = user.password_hash if user is not None and user.password_hash else None
+    matches = check_password_hash(stored or _dummy_hash(), password or "")
+    if stored is None or not matches or not user.active:
         return None
     return user
 
@@ -58,25 +73,35 @@ MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_IP = 20
 
 
-def _failure_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
+def _attempt_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
     return [(f"signin-fail:user:{username.lower()[:150]}", MAX_FAILURES_PER_ACCOUNT),
             (f"signin-fail:ip:{ip or '?'}", MAX_FAILURES_PER_IP)]
 
 
-def signin_blocked(username: str, ip: str | None) -> bool:
-    """Whether this account or address failed too often in the last SIGNIN_WINDOW."""
-    return any((cache.get(key) or 0) >= limit for key, limit in _failure_keys(username, ip))
+def _count(key: str, delta: int = 1) -> int:
+    return cache.cache.count(key, SIGNIN_WINDOW, delta)
+
+
+def reserve_signin_attempt(username: str, ip: str | None) -> bool:
+    """Count a sign-in attempt for this account and address before its password is checked;
+    False when either has used up its attempts in the last SIGNIN_WINDOW.
+
+    The count is one atomic increment per key, so parallel guesses are each counted and no more
+    than the limit are ever checked. A success gives its attempt back (`signin_succeeded`).
+    """
+    counts = [(_count(key), limit) for key, limit in _attempt_keys(username, ip)]
+    return all(count <= limit for count, limit in counts)
 
 
 def record_failed_signin(username: str, ip: str | None) -> None:
-    for key, _ in _failure_keys(username, ip):
-        if not cache.add(key, 1, timeout=SIGNIN_WINDOW):
-            cache.set(key, (cache.get(key) or 0) + 1, timeout=SIGNIN_WINDOW)
     log.warning("Failed sign-in for %r from %s", username[:150], ip)
 
 
-def clear_failed_signins(username: str) -> None:
-    cache.delete(_failure_keys(username, None)[0][0])
+def signin_succeeded(username: str, ip: str | None) -> None:
+    """Forget the account's failures; the address gets back the attempt it reserved."""
+    (account, _), (address, _) = _attempt_keys(username, ip)
+    cache.delete(account)
+    _count(address, -1)
 
 
 def is_safe_next(target: str | None) -> bool:
