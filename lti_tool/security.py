@@ -130,10 +130,11 @@ def register_converters(app: Flask) -> None:
 
 
 def _refuse_control_characters() -> None:
-    """400 for NUL and other control characters in the query string, form fields or file names."""
+    """400 for NUL and other control characters in the path, the query string, form fields or
+    file names."""
     values = [*request.args.items(multi=True), *request.form.items(multi=True)]
     names = [(name, f.filename or "") for name, f in request.files.items(multi=True)]
-    for name, value in values + names:
+    for name, value in [("path", request.path), *values, *names]:
         if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
             abort(400, description="The request contains control characters. Nothing was done.")
 

@@ -62,8 +62,20 @@ def test_control_characters_in_the_query_string_are_refused(request, app, who, n
         assert b"control characters" in response.data
 
 
+@pytest.mark.parametrize("path", ["/media/picker/a%00b", "/static/a%01b.css", "/admin/%7f"])
+def test_control_characters_in_the_path_are_refused(admin, path):
+    assert admin.get(path).status_code == 400
+
+
 def test_control_characters_in_a_form_are_refused(client):
     response = client.post("/admin/login", data={"username": "root\x00", "password": "x"})
+    assert response.status_code == 400
+
+
+def test_control_characters_in_an_upload_name_are_refused(client):
+    from io import BytesIO
+
+    response = client.post("/media/upload", data={"file": (BytesIO(b"x"), "a\x00.mp4")})
     assert response.status_code == 400
 
 
