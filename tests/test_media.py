@@ -161,6 +161,7 @@ def sign_in(client, user) -> None:
     with client.session_transaction() as session:
         session["_user_id"] = str(user.id)
         session["_fresh"] = True
+        session["_sv"] = user.session_version  # as a sign-in records it (lti_tool/sessions.py)
 
 
 def member_of(db, user, category: Category, role=GroupRole.MEMBER) -> None:

@@ -11,9 +11,11 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..errors import human_size
 from ..fields import IdField, bounded_int
 from ..models import Category, Visibility
 from ..services.deep_linking import SCOPES
+from ..services.media import MAX_CAPTIONS, MAX_TITLE
 
 SCOPE_LABELS = {"all": "All I may use", "course": "This course", "own": "My media",
                 "public": "Public media"}
@@ -48,7 +50,7 @@ class PickerForm(FlaskForm):
 class MediaDetailsForm(FlaskForm):
     """Title, description, course and visibility: shared by upload and edit."""
 
-    title = StringField("Title", validators=[DataRequired(), Length(max=255)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=MAX_TITLE)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
     category = SelectField("Course or category", coerce=bounded_int)
     visibility = SelectField(
@@ -73,7 +75,8 @@ class EditForm(MediaDetailsForm):
     captions = FileField(
         "Captions (WebVTT)",
         validators=[Optional()],
-        description="Optional: a .vtt file; a new one replaces the old.",
+        description=f"Optional: a .vtt file of at most {human_size(MAX_CAPTIONS)}; a new one "
+                    "replaces the old.",
     )
 
 

@@ -1,5 +1,8 @@
 """Pages shown inside the LMS iframe after a launch: a course's media, one's own, one item."""
 
+import logging
+from pathlib import Path
+
 from flask import (
     Blueprint,
     abort,
@@ -14,12 +17,11 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from ..errors import ValidationError
+from ..errors import KeyUnavailableError, LaunchError, ValidationError
 from ..extensions import db
 from ..models import Category, Media, Visibility
 from ..security import allow_form_posts_to, allow_framing_by
-from ..services import access, claims, deep_linking, media, platforms, tool_conf, users
-from ..services.tool_conf import load_launch_data, lti_context
+from ..services import access, deep_linking, doctor, launches, media, platforms, users
 from .forms import (
     SCOPE_LABELS,
     DeleteForm,
@@ -30,6 +32,11 @@ from .forms import (
 )
 
 bp = Blueprint("media", __name__, url_prefix="/media")
+log = logging.getLogger(__name__)
+
+# Served user files may be anything a browser renders (a PDF with scripts): never with the
+# tool's origin. Set here, the page policy (security.py, setdefault) leaves it alone.
+USER_FILE_POLICY = "sandbox"
 
 
 @bp.before_request
@@ -41,7 +48,8 @@ def frame_for_the_lms():
 @bp.get("/")
 @login_required
 def my_media():
-    return render_template("media/my_media.html", items=access.own_media(current_user))
+    items, next_after = access.own_media(current_user, request.args.get("after", type=int))
+    return render_template("media/my_media.html", items=items, next_after=next_after)
 
 
 @bp.get("/category/<int:id>")
@@ -51,10 +59,10 @@ def category(id: int):
     role = access.category_role(current_user, category)
     if role is None and not access.can_view_category(current_user, category):
         abort(403)
+    items, next_after = access.category_media(category, request.args.get("after", type=int))
     return render_template(
-        "media/category.html", category=category, role=role,
-        items=access.category_media(category),
-        can_upload=access.can_upload_to(current_user, category),
+        "media/category.html", category=category, role=role, items=items,
+        next_after=next_after, can_upload=access.can_upload_to(current_user, category),
     )
 
 
@@ -95,7 +103,7 @@ def upload():
 @bp.route("/<int:id>/edit", methods=["GET", "POST"])
 @login_required
 def media_edit(id: int):
-    item = _manageable(id)
+    item = manageable_media(id)
     categories = access.upload_categories(current_user)
     if item.category and item.category not in categories:
         categories.append(item.category)
@@ -124,7 +132,7 @@ def media_edit(id: int):
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
 @login_required
 def media_delete(id: int):
-    item = _manageable(id)
+    item = manageable_media(id)
     form = DeleteForm()
     if form.validate_on_submit():
         back = url_for(".category", id=item.category_id) if item.category_id else url_for(
@@ -139,7 +147,19 @@ def media_delete(id: int):
                            links=media.links_to(item))
 
 
-def _manageable(id: int) -> Media:
+def viewable_media(id: int) -> Media:
+    """The item, if the signed-in user may see it: else 404, 401 or 403."""
+    item = db.get_or_404(Media, id)
+    if not current_user.is_authenticated:
+        abort(401, description="Please open the media tool again from your course.")
+    if not access.can_view_media(current_user, item):
+        abort(403, description="This media item is not shared with you. Ask its owner or "
+                               "your teacher.")
+    return item
+
+
+def manageable_media(id: int) -> Media:
+    """The item, if the signed-in user may edit and delete it: else 404 or 403."""
     item = db.get_or_404(Media, id)
     if not access.can_manage_media(current_user, item):
         abort(403, description="Only the owner, the course's managers and editors may change "
@@ -147,13 +167,25 @@ def _manageable(id: int) -> Media:
     return item
 
 
+def _send_user_file(path: Path, mimetype: str | None = None, max_age: int = 3600):
+    """A stored file, with Range support, for this viewer only, never run as a page."""
+    if not path.is_file():
+        abort(404, description="The file of this media item is missing.")
+    response = send_file(path, mimetype=mimetype, conditional=True, etag=True,
+                         download_name=path.name)
+    response.headers["Content-Disposition"] = "inline"
+    response.headers["Content-Security-Policy"] = USER_FILE_POLICY
+    # Access depends on who asks: browsers may keep it, shared caches may not.
+    response.cache_control.private = True
+    response.cache_control.public = False
+    response.cache_control.max_age = max_age
+    return response
+
+
 @bp.get("/<int:id>")
 @login_required
 def media_detail(id: int):
-    item = db.get_or_404(Media, id)
-    if not access.can_view_media(current_user, item):
-        abort(403, description="This media item is not shared with you. Ask its owner or "
-                               "your teacher.")
+    item = viewable_media(id)
     return render_template("media/detail.html", media=item,
                            can_manage=access.can_manage_media(current_user, item))
 
@@ -162,20 +194,9 @@ def media_detail(id: int):
 @login_required
 def media_file(id: int):
     """The file itself, with HTTP Range support (video seeking), checked on every request."""
-    item = db.get_or_404(Media, id)
-    if not access.can_view_media(current_user, item):
-        abort(403)
-    path = media.file_path(current_app.config["MEDIA_ROOT"], item)
-    if not path.is_file():
-        abort(404, description="The file of this media item is missing.")
-    response = send_file(path, mimetype=item.mime_type, conditional=True, etag=True,
-                         download_name=f"media-{item.id}.{path.suffix.lstrip('.')}")
-    response.headers["Content-Disposition"] = "inline"
-    # Access depends on who asks: browsers may keep it, shared caches may not.
-    response.cache_control.private = True
-    response.cache_control.public = False
-    response.cache_control.max_age = 3600
-    return response
+    item = viewable_media(id)
+    return _send_user_file(media.file_path(current_app.config["MEDIA_ROOT"], item),
+                           item.mime_type)
 
 
 @bp.get("/<int:id>/thumbnail")
@@ -183,32 +204,25 @@ def media_thumbnail(id: int):
     """The preview image: for a signed-in viewer, or with the signed token that deep-linking
     responses carry (an LMS shows the preview without a session in the tool)."""
     item = db.get_or_404(Media, id)
-    token_ok = media.thumbnail_token_valid(request.args.get("token", ""), item.id,
-                                           current_app.config["SECRET_KEY"])
-    if not token_ok:
-        if not current_user.is_authenticated:
-            abort(401, description="Please open the media tool again from your course.")
-        if not access.can_view_media(current_user, item):
-            abort(403)
-    if not item.thumbnail_path:
+    if not media.preview_token_valid(request.args.get("token", ""), item,
+                                     current_app.config["SECRET_KEY"]):
+        item = viewable_media(id)
+    preview = media.preview_file(item)
+    if preview is None:
         return redirect(url_for("static", filename=media.placeholder(item.mime_type)))
-    response = send_file(
-        media.file_path(current_app.config["MEDIA_ROOT"], item, item.thumbnail_path),
-        conditional=True, max_age=3600)
-    response.cache_control.private = True
-    response.cache_control.public = False
-    return response
+    return _send_user_file(media.file_path(current_app.config["MEDIA_ROOT"], item, preview),
+                           "image/jpeg")
 
 
 @bp.get("/<int:id>/captions.vtt")
 @login_required
 def media_captions(id: int):
-    item = db.get_or_404(Media, id)
-    if not access.can_view_media(current_user, item) or not item.captions_path:
+    item = viewable_media(id)
+    if not item.captions_path:
         abort(404)
-    return send_file(
+    return _send_user_file(
         media.file_path(current_app.config["MEDIA_ROOT"], item, item.captions_path),
-        mimetype="text/vtt", conditional=True, max_age=0)
+        "text/vtt", max_age=0)
 
 
 @bp.route("/picker/<launch_id>", methods=["GET", "POST"])
@@ -220,26 +234,22 @@ def picker(launch_id: str):
     form = PickerForm()
     error = None
     if form.validate_on_submit():
+        secret = current_app.config["SECRET_KEY"]
         try:
-            chosen = [] if form.action.data == "cancel" else deep_linking.chosen_media(
-                current_user, category, form.media_ids.data or [], request_
-            )
-            return_url = deep_linking.check_return_url(request_, platform)
+            answer = deep_linking.answer(
+                current_user, category, request_, platform, form.media_ids.data or [],
+                cancel=form.action.data == "cancel",
+                launch_url=url_for("launch.launch", _external=True),
+                preview_url=lambda m: url_for(".media_thumbnail", id=m.id, _external=True,
+                                              token=media.preview_token(m, secret)))
         except ValidationError as e:
             error = e.message
+        except KeyUnavailableError as e:
+            return _key_unavailable(e, platform)
         else:
-            launch_url = url_for("launch.launch", _external=True)
-            secret = current_app.config["SECRET_KEY"]
-            items = [
-                deep_linking.content_item(m, request_, launch_url, url_for(
-                    ".media_thumbnail", id=m.id, token=media.thumbnail_token(m.id, secret),
-                    _external=True))
-                for m in chosen
-            ]
-            token = deep_linking.response_jwt(request_, platform, items)
-            allow_form_posts_to(return_url)
-            return render_template("media/deep_link_return.html", action=return_url,
-                                   jwt=token, count=len(items))
+            allow_form_posts_to(answer.return_url)
+            return render_template("media/deep_link_return.html", action=answer.return_url,
+                                   jwt=answer.jwt, count=answer.count)
     filters = PickerFilterForm(request.args)
     items, next_after = deep_linking.pickable_media(
         current_user, category, filters.clean_scope(), filters.q.data or "", filters.after.data
@@ -257,10 +267,23 @@ def _pending_request(launch_id: str):
     if launch_id not in session.get("launch_ids", []):
         abort(403, description="This media picker belongs to another launch: open it again "
                                "from your course.")
-    launch = load_launch_data(lti_context(), launch_id)
-    if not launch or launch.get(claims.MESSAGE_TYPE) != claims.DEEP_LINKING_REQUEST:
+    found = deep_linking.pending_request(launch_id)
+    if found is None:
         abort(410, description="This request to choose media has expired: open it again "
                                "from your course.")
-    platform = tool_conf.find_platform(launch["iss"], launch.get("azp") or (
-        launch["aud"][0] if isinstance(launch["aud"], list) else launch["aud"]))
-    return deep_linking.Request.from_launch(launch, platform), platform
+    return found
+
+
+def _key_unavailable(error: KeyUnavailableError, platform):
+    """The launch doctor's page for a tool key that cannot sign, logged for the admins."""
+    log.error("Deep-linking answer not signed: %s", error)
+    failure = LaunchError("tool_key_unavailable", str(error), detail=str(error))
+    failure.platform, failure.deep_linking = platform, True
+    reference = launches.log_failure(failure, request.remote_addr)
+    diagnosis = doctor.diagnose(failure.category)
+    return render_template(
+        "launch/error.html", diagnosis=diagnosis, category=failure.category,
+        reference=reference, teacher=True, return_url=None,
+        fix=doctor.fix_for(failure.category, failure.details, platform,
+                           url_for("launch.launch", _external=True)),
+    ), diagnosis.status

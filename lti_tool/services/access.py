@@ -13,6 +13,9 @@ from ..models import (
     Visibility,
     rbac_group_category,
 )
+from .paging import newest_first
+
+PAGE_SIZE = 50  # items on a page of a course's or a user's media
 
 
 def category_role(user: User, category: Category) -> GroupRole | None:
@@ -43,21 +46,17 @@ def can_view_media(user: User, media: Media) -> bool:
     return False
 
 
-def category_media(category: Category, limit: int = 200) -> list[Media]:
-    """A category's media, newest first (private items only appear on their owner's page)."""
-    return list(db.session.scalars(
-        select(Media)
-        .where(Media.category_id == category.id, Media.visibility != Visibility.PRIVATE)
-        .order_by(Media.created_at.desc(), Media.id.desc())
-        .limit(limit)
-    ))
+def category_media(category: Category, after: int | None = None) -> tuple[list[Media], int | None]:
+    """A page of a category's media, newest first, and the next page's cursor (private items
+    only appear on their owner's page)."""
+    query = select(Media).where(
+        Media.category_id == category.id, Media.visibility != Visibility.PRIVATE)
+    return newest_first(query, Media, after, PAGE_SIZE)
 
 
-def own_media(user: User, limit: int = 200) -> list[Media]:
-    return list(db.session.scalars(
-        select(Media).where(Media.owner_id == user.id)
-        .order_by(Media.created_at.desc(), Media.id.desc()).limit(limit)
-    ))
+def own_media(user: User, after: int | None = None) -> tuple[list[Media], int | None]:
+    """A page of the user's own media, newest first, and the next page's cursor."""
+    return newest_first(select(Media).where(Media.owner_id == user.id), Media, after, PAGE_SIZE)
 
 
 def can_upload_to(user: User, category: Category) -> bool:

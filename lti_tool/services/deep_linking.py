@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 from sqlalchemy import func, literal_column, or_, select, table, text
@@ -19,7 +19,8 @@ from . import claims as c
 from . import keys
 from .access import category_role
 from .paging import newest_first
-from .platforms import check_url
+from .platforms import is_safe_return_url
+from .tool_conf import find_platform, load_launch_data, lti_context
 
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 PAGE_SIZE = 20
@@ -63,6 +64,16 @@ class Request:
     @property
     def accepts_links(self) -> bool:
         return "ltiResourceLink" in self.accept_types
+
+
+def pending_request(launch_id: str) -> tuple[Request, LTIPlatform] | None:
+    """The deep-linking request a launch stored under `launch_id`, with its platform; None when
+    it expired or was not a deep-linking launch. (Whose launch it is, the caller checks.)"""
+    launch = load_launch_data(lti_context(), launch_id)
+    if not launch or launch.get(c.MESSAGE_TYPE) != c.DEEP_LINKING_REQUEST:
+        return None
+    platform = find_platform(launch["iss"], c.client_id(launch))
+    return Request.from_launch(launch, platform), platform
 
 
 def course_category(request: Request) -> Category | None:
@@ -160,7 +171,7 @@ def content_item(media: Media, request: Request, launch_url: str, thumbnail_url:
     }
     if media.description:
         item["text"] = media.description[:1000]
-    if thumbnail_url:
+    if thumbnail_url and media.visibility is not Visibility.PRIVATE:
         item["thumbnail"] = {"url": thumbnail_url}
     if "iframe" in request.targets:
         item["iframe"] = {"width": 960, "height": 540}
@@ -194,10 +205,33 @@ def response_jwt(request: Request, platform: LTIPlatform, items: list[dict]) -> 
 
 def check_return_url(request: Request, platform: LTIPlatform) -> str:
     """The return URL exactly as given, if it is https (or loopback) on the platform's host."""
-    try:
-        check_url(request.return_url)
-    except ValueError as e:
-        raise ValidationError("deep_link_return_url", str(e)) from None
-    if urlsplit(request.return_url).hostname != urlsplit(platform.platform_id).hostname:
-        raise ValidationError("deep_link_return_url", "it is not on the platform's host")
+    if not is_safe_return_url(request.return_url, platform):
+        raise ValidationError("deep_link_return_url",
+                              "it is not on the platform's host, or not https")
     return request.return_url
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The signed LtiDeepLinkingResponse and where the browser posts it."""
+
+    return_url: str
+    jwt: str
+    count: int
+
+
+def answer(
+    user: User, category: Category | None, request: Request, platform: LTIPlatform,
+    media_ids: list[int], *, cancel: bool, launch_url: str,
+    preview_url: Callable[[Media], str],
+) -> Answer:
+    """The response to a deep-linking request: the chosen items (each checked again), or an
+    empty list for a cancel, signed with the tool's current key.
+
+    Raises ValidationError for a choice the instructor may not make or a return URL off the
+    platform, and KeyUnavailableError when the tool's key cannot sign.
+    """
+    chosen = [] if cancel else chosen_media(user, category, media_ids, request)
+    return_url = check_return_url(request, platform)
+    items = [content_item(m, request, launch_url, preview_url(m)) for m in chosen]
+    return Answer(return_url, response_jwt(request, platform, items), len(items))

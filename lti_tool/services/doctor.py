@@ -176,6 +176,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "create the account and its mapping first, or switch 'Auto create users' on "
         "(Platforms > {platform} > Edit).",
     ),
+    "tool_key_unavailable": Diagnosis(
+        503, "The tool cannot sign its answer",
+        "The media tool could not add the media to your course; nothing was changed. Tell your "
+        "administrator.",
+        "The tool's signing key cannot be used: {detail} On the tool's server run "
+        "`flask --app wsgi keys rotate` (the LMS then reads the new key from /lti/jwks), and "
+        "check that SECRET_KEY is the same on every host.",
+    ),
 }
 
 

@@ -6,11 +6,14 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from PIL import Image, ImageOps
 from sqlalchemy import func, select
 
 from ..errors import ValidationError, human_size
@@ -20,6 +23,10 @@ from ..models import Category, LTIResourceLink, Media, User, Visibility
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+MAX_TITLE = 255  # characters: Media.title's column
+MAX_CAPTIONS = 2 * 1024 * 1024  # bytes
+PREVIEW_WIDTH = 320  # pixels: previews fit in a PREVIEW_WIDTH square
+PREVIEW_URL_DAYS = 14  # how long a preview URL handed to an LMS keeps working
 EXTENSIONS = {
     "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv", "video/quicktime": "mov",
     "audio/mpeg": "mp3", "audio/ogg": "ogg", "audio/wav": "wav", "audio/mp4": "m4a",
@@ -141,21 +148,21 @@ def add_media(
     title = (title or "").strip()
     if not title:
         raise ValidationError("title", "a title is required")
-    if len(title) > 255:
-        raise ValidationError("title", "the title is longer than 255 characters")
+    if len(title) > MAX_TITLE:
+        raise ValidationError("title", f"the title is longer than {MAX_TITLE} characters")
     relative, mime_type, size = store_file(stream, root, max_bytes)
     media = Media(
         title=title,
         description=description or "",
         file_path=relative,
-        original_filename=Path(original_filename or "").name[:255],
+        original_filename=display_filename(original_filename),
         mime_type=mime_type,
         size=size,
         owner=owner,
         category=category,
         visibility=visibility,
     )
-    media.thumbnail_path = make_thumbnail(root, relative, mime_type)
+    media.thumbnail_path = make_preview(root, relative, mime_type)
     db.session.add(media)
     try:
         db.session.flush()
@@ -182,22 +189,62 @@ def commit_or_discard(root: str, media: Media) -> None:
         raise
 
 
-def make_thumbnail(root: str, relative: str, mime_type: str) -> str | None:
-    """A preview image: an image is its own; a video gets a frame when ffmpeg is installed.
+def display_filename(name: str | None) -> str:
+    """The last part of an upload's file name, without control characters (PostgreSQL refuses
+    NUL in text), cut to its column's size."""
+    name = Path((name or "").replace("\\", "/")).name
+    return "".join(ch for ch in name if ch.isprintable())[:255]
+
+
+def preview_name(relative: str) -> str:
+    return relative.rsplit(".", 1)[0] + ".preview.jpg"
+
+
+def make_preview(root: str, relative: str, mime_type: str) -> str | None:
+    """A small JPEG preview, never the file itself: an image downscaled to PREVIEW_WIDTH, a
+    video's frame when ffmpeg is installed.
 
     Returns the preview's path, or None where the kind's placeholder serves instead.
     """
     if mime_type.startswith("image/"):
-        return relative
-    ffmpeg = shutil.which("ffmpeg")
-    if not mime_type.startswith("video/") or ffmpeg is None:
+        return _image_preview(root, relative)
+    if mime_type.startswith("video/"):
+        return _video_frame(root, relative)
+    return None
+
+
+def _image_preview(root: str, relative: str) -> str | None:
+    preview = preview_name(relative)
+    try:
+        with warnings.catch_warnings():
+            # An image of more pixels than Pillow's bomb limit gets the placeholder.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(Path(root) / relative) as image:
+                image.draft("RGB", (PREVIEW_WIDTH, PREVIEW_WIDTH))
+                small = ImageOps.exif_transpose(image)
+                small.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH))
+                rgba = small.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, "white")
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+                # A new image: no EXIF (camera, GPS) goes into the preview.
+                flat.save(Path(root) / preview, "JPEG", quality=80)
+    except Exception as e:  # Pillow raises many kinds of error on broken or hostile files
+        log.warning("No preview for %s: %s", relative, type(e).__name__)
+        discard_file(root, preview)
         return None
-    poster = relative.rsplit(".", 1)[0] + ".poster.jpg"
+    return preview
+
+
+def _video_frame(root: str, relative: str) -> str | None:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return None
+    poster = preview_name(relative)
     try:
         subprocess.run(
             [ffmpeg, "-nostdin", "-loglevel", "error", "-ss", "1", "-i",
-             str(Path(root) / relative), "-frames:v", "1", "-vf", "scale=320:-2", "-y",
-             str(Path(root) / poster)],
+             str(Path(root) / relative), "-frames:v", "1",
+             "-vf", f"scale='min({PREVIEW_WIDTH},iw)':-2", "-y", str(Path(root) / poster)],
             check=True, timeout=60, capture_output=True,
         )
     except (subprocess.SubprocessError, OSError) as e:
@@ -207,20 +254,26 @@ def make_thumbnail(root: str, relative: str, mime_type: str) -> str | None:
     return poster if (Path(root) / poster).is_file() else None
 
 
+def preview_file(media: Media) -> str | None:
+    """The item's preview to serve; None for the placeholder. Items stored before previews
+    were made recorded the image itself as its preview: that is never served as one."""
+    if media.thumbnail_path and media.thumbnail_path != media.file_path:
+        return media.thumbnail_path
+    return None
+
+
 def placeholder(mime_type: str) -> str:
     """The static placeholder image of a kind of media."""
     kind = mime_type.split("/")[0]
     return f"img/{kind if kind in ('video', 'audio', 'image') else 'pdf'}.svg"
 
 
-MAX_CAPTIONS = 2 * 1024 * 1024
-
-
 def set_captions(media: Media, stream: BinaryIO, root: str) -> None:
     """Store WebVTT captions for an item (flushed). Raises ValidationError on `captions`."""
     raw = stream.read(MAX_CAPTIONS + 1)
     if len(raw) > MAX_CAPTIONS:
-        raise ValidationError("captions", "the captions file is larger than 2 MB")
+        raise ValidationError(
+            "captions", f"the captions file is larger than {human_size(MAX_CAPTIONS)}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -246,7 +299,9 @@ def update_media(media: Media, *, title: str, description: str, category: Catego
     title = (title or "").strip()
     if not title:
         raise ValidationError("title", "a title is required")
-    media.title, media.description = title[:255], description
+    if len(title) > MAX_TITLE:
+        raise ValidationError("title", f"the title is longer than {MAX_TITLE} characters")
+    media.title, media.description = title, description
     media.category, media.visibility = category, visibility
     db.session.flush()
     return media
@@ -277,15 +332,34 @@ def file_path(root: str, media: Media, relative: str | None = None) -> Path:
     return Path(root) / (relative or media.file_path)
 
 
-def thumbnail_token(media_id: int, secret: str) -> str:
-    """A token that lets an LMS show one item's preview image without a session."""
-    return URLSafeSerializer(secret, salt="media-thumbnail").dumps(media_id)
+PREVIEW_SALT = "media-preview"
 
 
-def thumbnail_token_valid(token: str, media_id: int, secret: str) -> bool:
+def preview_token(media: Media, secret: str, now: float | None = None) -> str:
+    """A token that lets an LMS show one item's preview without a session in the tool.
+
+    It signs the item's id, its visibility and an expiry PREVIEW_URL_DAYS ahead: it stops
+    working when it expires, when the item is deleted (ids are never reused) or when its
+    visibility changes, and it never works for a private item.
+    """
+    issued = time.time() if now is None else now
+    expires = int(issued) + PREVIEW_URL_DAYS * 24 * 3600
+    return URLSafeSerializer(secret, salt=PREVIEW_SALT).dumps(
+        [media.id, media.visibility.value, expires])
+
+
+def preview_token_valid(token: str, media: Media, secret: str, now: float | None = None) -> bool:
+    """Whether `token` still opens this item's preview (see `preview_token`)."""
     if not token:
         return False
     try:
-        return URLSafeSerializer(secret, salt="media-thumbnail").loads(token) == media_id
-    except BadSignature:
+        media_id, visibility, expires = URLSafeSerializer(secret, salt=PREVIEW_SALT).loads(token)
+    except (BadSignature, TypeError, ValueError):
         return False
+    return (
+        media_id == media.id
+        and visibility == media.visibility.value
+        and media.visibility is not Visibility.PRIVATE
+        and isinstance(expires, int)
+        and (time.time() if now is None else now) < expires
+    )
