@@ -240,11 +240,12 @@ def _video_frame(root: str, relative: str) -> str | None:
     if ffmpeg is None:
         return None
     poster = preview_name(relative)
+    fit = f"scale=w={PREVIEW_WIDTH}:h={PREVIEW_WIDTH}:force_original_aspect_ratio=decrease"
     try:
         subprocess.run(
             [ffmpeg, "-nostdin", "-loglevel", "error", "-ss", "1", "-i",
-             str(Path(root) / relative), "-frames:v", "1",
-             "-vf", f"scale='min({PREVIEW_WIDTH},iw)':-2", "-y", str(Path(root) / poster)],
+             str(Path(root) / relative), "-frames:v", "1", "-vf", fit, "-y",
+             str(Path(root) / poster)],
             check=True, timeout=60, capture_output=True,
         )
     except (subprocess.SubprocessError, OSError) as e:
