@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from itsdangerous import URLSafeSerializer
 from PIL import Image
 
-from lti_tool.models import LTILaunchLog, Media, ToolKey, Visibility
+from lti_tool.models import Category, LTILaunchLog, Media, ToolKey, Visibility
 from lti_tool.services import access
 from lti_tool.services.media import (
     PREVIEW_URL_DAYS,
@@ -63,11 +63,6 @@ def picked_preview_url(browser, lms, item: Media) -> str:
     return content["thumbnail"]["url"]
 
 
-def set_visibility(db, item: Media, visibility: Visibility) -> None:
-    db.session.get(Media, item.id).visibility = visibility
-    db.session.commit()
-
-
 # 1. Preview URLs
 
 
@@ -91,12 +86,17 @@ def test_the_preview_url_given_to_the_lms_serves_the_preview(app, browser, lms, 
         assert Image.open(io.BytesIO(response.get_data())).size[0] == PREVIEW_WIDTH
 
 
-@pytest.mark.parametrize("change", [Visibility.PRIVATE, Visibility.PUBLIC])
+@pytest.mark.parametrize("change", ["private", "public", "another course"])
 def test_a_preview_url_stops_working_when_the_item_is_made_private_or_changes_reach(
         app, browser, lms, db, change):
     item = uploaded_image(browser, lms, db)
     url = picked_preview_url(browser, lms, item)
-    set_visibility(db, item, change)
+    stored = db.session.get(Media, item.id)
+    if change == "another course":
+        stored.category = Category(title="Another course")
+    else:
+        stored.visibility = Visibility(change)
+    db.session.commit()
     assert fetch(lms_side(app), url).status_code == 401
 
 

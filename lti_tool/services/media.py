@@ -336,17 +336,21 @@ def file_path(root: str, media: Media, relative: str | None = None) -> Path:
 PREVIEW_SALT = "media-preview"
 
 
+def _reach(media: Media) -> list:
+    """Who may see the item: a preview token is only good while this stays the same."""
+    return [media.visibility.value, media.category_id]
+
+
 def preview_token(media: Media, secret: str, now: float | None = None) -> str:
     """A token that lets an LMS show one item's preview without a session in the tool.
 
-    It signs the item's id, its visibility and an expiry PREVIEW_URL_DAYS ahead: it stops
-    working when it expires, when the item is deleted (ids are never reused) or when its
-    visibility changes, and it never works for a private item.
+    It signs the item's id, its reach (visibility and course) and an expiry PREVIEW_URL_DAYS
+    ahead: it stops working when it expires, when the item is deleted (ids are never reused)
+    or moved to another course or visibility, and it never works for a private item.
     """
     issued = time.time() if now is None else now
     expires = int(issued) + PREVIEW_URL_DAYS * 24 * 3600
-    return URLSafeSerializer(secret, salt=PREVIEW_SALT).dumps(
-        [media.id, media.visibility.value, expires])
+    return URLSafeSerializer(secret, salt=PREVIEW_SALT).dumps([media.id, _reach(media), expires])
 
 
 def preview_token_valid(token: str, media: Media, secret: str, now: float | None = None) -> bool:
@@ -354,12 +358,12 @@ def preview_token_valid(token: str, media: Media, secret: str, now: float | None
     if not token:
         return False
     try:
-        media_id, visibility, expires = URLSafeSerializer(secret, salt=PREVIEW_SALT).loads(token)
+        media_id, reach, expires = URLSafeSerializer(secret, salt=PREVIEW_SALT).loads(token)
     except (BadSignature, TypeError, ValueError):
         return False
     return (
         media_id == media.id
-        and visibility == media.visibility.value
+        and reach == _reach(media)
         and media.visibility is not Visibility.PRIVATE
         and isinstance(expires, int)
         and (time.time() if now is None else now) < expires
