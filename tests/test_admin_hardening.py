@@ -2,6 +2,27 @@
 
 import html
 import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lti_tool.models import LaunchType, LTILaunchLog
+
+
+@pytest.fixture
+def logs(db, make_platform, make_user):
+    """Enough launch log entries, platforms and users for a second page everywhere."""
+    from lti_tool.services import audit, directory
+
+    platform = make_platform()
+    for n in range(directory.PER_PAGE + 1):
+        make_user(f"user{n:03}")
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    db.session.add_all([LTILaunchLog(platform_id=platform.id, success=True,
+                                     launch_type=LaunchType.RESOURCE_LINK,
+                                     created_at=start + timedelta(minutes=n))
+                        for n in range(audit.PAGE_SIZE + 1)])
+    db.session.commit()
 
 
 def test_open_edx_setup_names_edx_own_switches(admin):
@@ -20,3 +41,37 @@ def test_open_edx_setup_names_edx_own_switches(admin):
                 "Request user's email", "Course allow PII sharing in LTI flags"):
         assert pii in prose
     assert "Deployment ID</em> is always <code>1</code>" in prose
+
+
+@pytest.mark.parametrize("url", ["/audit/", "/admin/platforms/", "/admin/users/", "/admin/links/",
+                                 "/admin/user-mappings/", "/admin/categories/"])
+@pytest.mark.parametrize("query", ["endpoint=x", "_method=POST", "_external=1&_scheme=javascript",
+                                   "_anchor=x&endpoint=x&page=2", "values=1&filename=x"])
+def test_reserved_url_for_names_in_the_query_string_do_no_harm(admin, logs, url, query):
+    response = admin.get(f"{url}?{query}")
+    assert response.status_code == 200
+    assert "javascript:" not in response.get_data(as_text=True)
+
+
+def test_the_log_pager_export_and_chart_keep_the_filters_only(admin, logs):
+    page = admin.get("/audit/?outcome=success&endpoint=x&_method=POST&date_from=2026-11-20"
+                     "&platform=zz").get_data(as_text=True)
+    links = re.findall(r'(?:href|src)="(/audit/[^"]*\?[^"]*)"', html.unescape(page))
+    older = [link for link in links if "before=" in link]
+    assert len(older) == 1 and older[0].startswith("/audit/?")
+    for link in links:
+        assert "outcome=success" in link and "date_from=2026-11-20" in link, link
+        assert "endpoint" not in link and "_method" not in link and "platform" not in link
+    second = admin.get(older[0]).get_data(as_text=True)
+    assert "Newest" in second and 'rel="next"' not in second, "51 entries: two pages"
+
+
+def test_directory_pages_keep_the_search(admin, logs):
+    first = admin.get("/admin/users/?q=user&endpoint=x").get_data(as_text=True)
+    assert "Page 1 of 2" in first
+    nxt = html.unescape(re.search(r'href="([^"]+)" rel="next"', first).group(1))
+    assert nxt == "/admin/users/?q=user&page=2"
+    second = admin.get(nxt).get_data(as_text=True)
+    assert "Page 2 of 2" in second and "user050" in second and "user000" not in second
+    prev = html.unescape(re.search(r'href="([^"]+)" rel="prev"', second).group(1))
+    assert prev == "/admin/users/?q=user&page=1"

@@ -102,7 +102,7 @@ def test_pages_go_by_key_to_the_last_and_an_empty_one(admin, db, make_platform):
     while url:
         page = admin.get(url).get_data(as_text=True)
         seen += [int(i) for i in re.findall(r'href="/audit/(\d+)"', page)]
-        nxt = re.search(r'rel="next" href="([^"]+)"', page)
+        nxt = re.search(r'href="([^"]+)" rel="next"', page)
         url = nxt.group(1).replace("&amp;", "&") if nxt else None
     assert seen == all_ids(db) and len(seen) == 120
     assert b"No launch matches" in admin.get("/audit/?outcome=failure").data

@@ -28,6 +28,15 @@ class AuditFilterForm(FlaskForm):
     text = StringField("Text in the error", validators=[Optional()])
     before = IdField(validators=[Optional()])
 
+    FILTER_NAMES = ("platform", "outcome", "category", "launch_type", "user", "course",
+                    "date_from", "date_to", "text")
+
+    def link_args(self) -> dict[str, str]:
+        """The filters for the page's own links (pages, export, chart): validated values under
+        the filters' names only, never the raw query string."""
+        return {name: str(self[name].data) for name in self.FILTER_NAMES
+                if self[name].data not in (None, "")}
+
     def filters(self) -> Filters:
         launch_type = self.launch_type.data if self.launch_type.data in (
             t.value for t in LaunchType) else None
