@@ -27,6 +27,9 @@ PAGE_SIZE = 20
 SCOPES = ("all", "course", "own", "public")
 RESPONSE_LIFETIME = 300  # seconds
 BACKDATE = 5  # seconds: Moodle checks iat with no leeway
+ITEM_TEXT = 1000  # characters of the description an item carries
+IFRAME_SIZE = (960, 540)  # the player's 16:9 frame in the course page
+WINDOW_SIZE = (1024, 640)  # the player opened in a new window
 
 
 @dataclass(frozen=True)
@@ -170,13 +173,14 @@ def content_item(media: Media, request: Request, launch_url: str, thumbnail_url:
         "custom": {"media_id": str(media.id)},
     }
     if media.description:
-        item["text"] = media.description[:1000]
+        item["text"] = media.description[:ITEM_TEXT]
     if thumbnail_url and media.visibility is not Visibility.PRIVATE:
         item["thumbnail"] = {"url": thumbnail_url}
     if "iframe" in request.targets:
-        item["iframe"] = {"width": 960, "height": 540}
+        item["iframe"] = {"width": IFRAME_SIZE[0], "height": IFRAME_SIZE[1]}
     if "window" in request.targets:
-        item["window"] = {"targetName": f"media-{media.id}", "width": 1024, "height": 640}
+        item["window"] = {"targetName": f"media-{media.id}", "width": WINDOW_SIZE[0],
+                          "height": WINDOW_SIZE[1]}
     return item
 
 
