@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from itsdangerous import URLSafeSerializer
 from PIL import Image
 
-from lti_tool.models import Category, LTILaunchLog, Media, ToolKey, Visibility
+from lti_tool.models import Category, LTILaunchLog, Media, ToolKey, User, Visibility
 from lti_tool.services import access
 from lti_tool.services.media import (
     PREVIEW_URL_DAYS,
@@ -22,7 +22,7 @@ from lti_tool.services.media import (
 )
 
 from .conftest import HttpsClient
-from .lms import INSTRUCTOR, LEARNER
+from .lms import DROP, INSTRUCTOR, LEARNER
 from .test_deep_linking import REFERER, answer, csrf, open_picker, verify_as_the_platform
 from .test_media import SAMPLES, fetch
 from .test_media_manage import course, upload
@@ -266,3 +266,18 @@ def test_a_nul_byte_in_an_upload_name_is_refused_and_stores_nothing(app, browser
 ])
 def test_display_names_keep_no_path_and_no_control_characters(name, shown):
     assert display_filename(name) == shown
+
+
+def test_ones_own_media_pages_too(browser, lms, db):
+    response = lms.launch(browser, roles=[INSTRUCTOR], context=DROP)
+    page_url = response.headers["Location"]
+    me = db.session.scalar(sa.select(User).where(User.username == "ghopper"))
+    db.session.add_all([Media(title=f"Mine {n:03d}", file_path=f"m{n}.mp4", size=1,
+                              mime_type="video/mp4", owner=me, visibility=Visibility.PRIVATE)
+                        for n in range(access.PAGE_SIZE + 1)])
+    db.session.commit()
+    first = browser.get(page_url).get_data(as_text=True)
+    assert len(re.findall(r"Mine \d{3}", first)) == access.PAGE_SIZE
+    older = re.search(r'<a [^>]*rel="next"[^>]*>', first).group(0)
+    last = browser.get(html.unescape(re.search(r'href="([^"]+)"', older).group(1)))
+    assert re.findall(r"Mine \d{3}", last.get_data(as_text=True)) == ["Mine 000"]
