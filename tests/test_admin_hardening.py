@@ -8,6 +8,8 @@ import pytest
 
 from lti_tool.models import LaunchType, LTILaunchLog
 
+from .conftest import csrf
+
 
 @pytest.fixture
 def logs(db, make_platform, make_user):
@@ -75,3 +77,19 @@ def test_directory_pages_keep_the_search(admin, logs):
     assert "Page 2 of 2" in second and "user050" in second and "user000" not in second
     prev = html.unescape(re.search(r'href="([^"]+)" rel="prev"', second).group(1))
     assert prev == "/admin/users/?q=user&page=1"
+
+
+def test_admin_and_audit_share_one_staff_guard(app, client, make_user):
+    from lti_tool import staff
+
+    for blueprint in ("admin", "audit"):
+        assert staff.require_staff in app.before_request_funcs[blueprint]
+    make_user("boss", password="long-password-1", global_role="manager")
+    page = client.get("/admin/login")
+    client.post("/admin/login", data={"username": "boss", "password": "long-password-1",
+                                      "csrf_token": csrf(page)})
+    assert client.get("/audit/").status_code == 200, "managers read the log"
+    listing = client.get("/admin/platforms/")
+    assert client.post("/admin/platforms/new", data={"csrf_token": csrf(listing)}
+                       ).status_code == 403, "only admins write"
+    assert client.post("/admin/logout", data={"csrf_token": csrf(listing)}).status_code == 303

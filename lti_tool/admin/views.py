@@ -14,6 +14,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 
+from .. import staff
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import (
@@ -36,29 +37,7 @@ from .forms import (
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-OPEN_ENDPOINTS = {"admin.login"}
-
-
-@bp.before_request
-def require_staff():
-    """Admins may change things, managers may read; others get 403, strangers sign in."""
-    if request.endpoint in OPEN_ENDPOINTS:
-        return None
-    if not current_user.is_authenticated:
-        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
-    if not current_user.has_global_role(GlobalRole.MANAGER):
-        abort(403)
-    if request.method == "POST" and request.endpoint != "admin.logout":
-        if not current_user.has_global_role(GlobalRole.ADMIN):
-            abort(403)
-    return None
-
-
-@bp.context_processor
-def admin_context():
-    """Staff pages (admin and audit) have the sign-out button and one-click actions, with CSRF."""
-    return {"action_form": ActionForm()}
+staff.guard(bp)
 
 
 @bp.get("/")

@@ -3,38 +3,20 @@
 from flask import (
     Blueprint,
     Response,
-    abort,
-    redirect,
     render_template,
     request,
     stream_with_context,
     url_for,
 )
-from flask_login import current_user
 
-from ..admin.forms import ActionForm
+from .. import staff
 from ..extensions import db
-from ..models import GlobalRole, LaunchType, LTILaunchLog
+from ..models import LaunchType, LTILaunchLog
 from ..services import audit, doctor, launches, platforms
 from .forms import AuditFilterForm
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
-
-
-@bp.before_request
-def require_staff():
-    """Admins and managers only; strangers sign in first."""
-    if not current_user.is_authenticated:
-        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
-    if not current_user.has_global_role(GlobalRole.MANAGER):
-        abort(403)
-    return None
-
-
-@bp.context_processor
-def staff_context():
-    """The staff layout's sign-out button needs its CSRF form here too."""
-    return {"action_form": ActionForm()}
+staff.guard(bp)
 
 
 @bp.get("/")
