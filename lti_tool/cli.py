@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .errors import ValidationError
 from .extensions import db
 from .models import Visibility
-from .services import audit, keys, media, platforms, users
+from .services import audit, keys, media, platforms, role_mappings, users
 
 
 class BadInput(click.BadParameter):
@@ -131,23 +131,26 @@ PLATFORM_OPTIONS = {
     "key_set_url": "--key-set-url",
     "auth_audience": "--auth-audience",
     "deployment_ids": "--deployment-id",
+    "moodle_site": "--moodle-site",
 }
 
 
 @platform_cli.command("add")
 @click.option("--name", required=True, help='Display name, e.g. "Moodle Production".')
-@click.option("--issuer", required=True, type=URL, help="Platform ID (iss), e.g. Moodle's URL.")
+@click.option("--moodle-site", help="A Moodle site's address: fills the issuer and the three URLs.")
+@click.option("--issuer", type=URL, help="Platform ID (iss), e.g. Moodle's URL.")
 @click.option("--client-id", required=True, help="Client ID the platform gave this tool.")
-@click.option("--auth-login-url", required=True, type=URL, help="Authentication request URL.")
-@click.option("--auth-token-url", required=True, type=URL, help="Access token URL.")
-@click.option("--key-set-url", required=True, type=URL, help="Public keyset URL.")
+@click.option("--auth-login-url", type=URL, help="Authentication request URL.")
+@click.option("--auth-token-url", type=URL, help="Access token URL.")
+@click.option("--key-set-url", type=URL, help="Public keyset URL.")
 @click.option("--auth-audience", type=URL, help="Token audience, if not the token URL.")
 @click.option(
     "--deployment-id", "deployment_ids", multiple=True, help="Allowed deployment ID (repeatable)."
 )
 @click.option("--no-nrps", is_flag=True, help="Do not sync rosters through NRPS.")
 @click.option("--no-deep-linking", is_flag=True, help="Refuse deep-linking requests.")
-def platform_add(no_nrps: bool, no_deep_linking: bool, issuer: str, **options) -> None:
+def platform_add(no_nrps: bool, no_deep_linking: bool, issuer: str | None,
+                 moodle_site: str | None, **options) -> None:
     """Register a platform and print its id."""
     data = options | {
         "platform_id": issuer,
@@ -155,6 +158,8 @@ def platform_add(no_nrps: bool, no_deep_linking: bool, issuer: str, **options) -
         "enable_deep_linking": not no_deep_linking,
     }
     try:
+        if moodle_site:
+            data = platforms.fill_from_moodle_site(data, moodle_site)
         platform = platforms.create_platform(data)
     except ValidationError as e:
         raise _bad(e, PLATFORM_OPTIONS) from None
@@ -185,6 +190,45 @@ def platform_list() -> None:
         click.echo("No platforms registered. Add one with 'flask platform add'.")
         return
     click.echo(_table(rows, ("ID", "NAME", "ISSUER", "CLIENT ID", "DEPLOYMENTS", "ACTIVE")))
+
+
+@platform_cli.command("enable")
+@click.argument("name")
+def platform_enable(name: str) -> None:
+    """Switch platform NAME on: its launches are accepted again."""
+    _set_active(name, True)
+
+
+@platform_cli.command("disable")
+@click.argument("name")
+def platform_disable(name: str) -> None:
+    """Switch platform NAME off: its launches are refused, nothing is deleted."""
+    _set_active(name, False)
+
+
+def _set_active(name: str, active: bool) -> None:
+    try:
+        platform = platforms.get_platform_by_name(name)
+    except ValidationError as e:
+        raise _bad(e, {"name": "NAME"}) from None
+    platforms.set_active(platform, active)
+    db.session.commit()
+    click.echo(f"{platform.name} is {'active' if active else 'switched off'}.")
+
+
+@platform_cli.command("unmap-role")
+@click.argument("name")
+@click.argument("lti_role")
+def platform_unmap_role(name: str, lti_role: str) -> None:
+    """Delete platform NAME's mapping of LTI_ROLE (URI or short name); its defaults apply again."""
+    try:
+        platform = platforms.get_platform_by_name(name)
+        mapping = role_mappings.find_mapping(platform, lti_role)
+    except ValidationError as e:
+        raise _bad(e, {"name": "NAME", "lti_role": "LTI_ROLE"}) from None
+    role_mappings.delete_mapping(mapping)
+    db.session.commit()
+    click.echo(f"Deleted {platform.name}'s mapping for {mapping.lti_role}; its defaults apply.")
 
 
 @platform_cli.command("remove")

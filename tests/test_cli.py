@@ -240,3 +240,50 @@ def test_platform_remove_of_an_unknown_name_fails(runner, make_platform):
     result = runner.invoke(args=["platform", "remove", "Mood"])
     assert_one_line_error(result, "no platform named 'Mood'")
 
+
+
+# the admin's actions, from the command line too
+
+
+def test_platform_add_fills_the_urls_from_a_moodle_site(runner, db):
+    result = runner.invoke(args=platform_args(**{
+        "--moodle-site": MOODLE + "/", "--issuer": None, "--auth-login-url": None,
+        "--auth-token-url": None, "--key-set-url": None}))
+    assert result.exit_code == 0, result.output
+    platform = db.session.get(LTIPlatform, int(result.stdout.strip()))
+    assert platform.platform_id == MOODLE
+    assert platform.key_set_url == f"{MOODLE}/mod/lti/certs.php"
+    assert platform.auth_login_url == f"{MOODLE}/mod/lti/auth.php"
+
+
+def test_platform_add_refuses_a_bad_moodle_site(runner):
+    result = runner.invoke(args=platform_args(**{"--moodle-site": "ftp://x", "--issuer": None}))
+    assert result.exit_code == 2 and "--moodle-site" in result.stderr
+
+
+def test_platform_disable_and_enable(runner, db, lms, browser):
+    name = lms.platform.name
+    result = runner.invoke(args=["platform", "disable", name])
+    assert result.exit_code == 0 and "switched off" in result.output
+    db.session.expire_all()
+    assert not db.session.get(LTIPlatform, lms.platform.id).active
+    assert lms.login(browser).response.status_code == 403, "a switched-off platform is refused"
+    assert runner.invoke(args=["platform", "enable", name]).exit_code == 0
+    db.session.expire_all()
+    assert db.session.get(LTIPlatform, lms.platform.id).active
+    assert lms.launch(browser).status_code in (200, 302, 303)
+    assert runner.invoke(args=["platform", "disable", "No such LMS"]).exit_code == 2
+
+
+def test_platform_unmap_role_takes_the_role_as_uri_or_short_name(runner, db, make_platform):
+    from lti_tool.models import LTIRoleMapping
+
+    platform = make_platform(name="Moodle")
+    db.session.add(LTIRoleMapping(
+        platform_id=platform.id, global_role=GlobalRole.EDITOR,
+        lti_role="http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"))
+    db.session.commit()
+    assert runner.invoke(args=["platform", "unmap-role", "Moodle", "Learner"]).exit_code == 2
+    result = runner.invoke(args=["platform", "unmap-role", "Moodle", "Instructor"])
+    assert result.exit_code == 0, result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LTIRoleMapping)) == 0

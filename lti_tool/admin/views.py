@@ -139,14 +139,9 @@ def _save_platform(form: PlatformForm, platform: LTIPlatform | None) -> bool:
     """Create or update from the form; errors land on the form's fields."""
     data = form.data_for_service()
     allow_http = current_app.config["DEVELOPMENT"]
-    if form.moodle_site.data:
-        try:
-            filled = platforms.moodle_urls(form.moodle_site.data, allow_http)
-        except ValueError as e:
-            form.moodle_site.errors.append(str(e))
-            return False
-        data |= {k: v for k, v in filled.items() if not (data.get(k) or "").strip()}
     try:
+        if form.moodle_site.data:
+            data = platforms.fill_from_moodle_site(data, form.moodle_site.data, allow_http)
         if platform is None:
             platform = platforms.create_platform(data, allow_http)
         else:
@@ -176,7 +171,7 @@ def platform_detail(id: int):
 def platform_toggle(id: int):
     platform = db.get_or_404(LTIPlatform, id)
     if ActionForm().validate_on_submit():
-        platform.active = request.form.get("active") == "1"
+        platforms.set_active(platform, request.form.get("active") == "1")
         db.session.commit()
         flash(f"{platform.name} is {'active' if platform.active else 'switched off'}.")
     return redirect(url_for(".platform_detail", id=id), 303)
@@ -290,7 +285,7 @@ def role_mapping_delete(id: int, mapping_id: int):
         abort(404)
     form = ActionForm()
     if form.validate_on_submit():
-        db.session.delete(mapping)
+        role_mappings.delete_mapping(mapping)
         db.session.commit()
         flash(f"Deleted the mapping for {mapping.lti_role}; its defaults apply again.")
         return redirect(url_for(".role_mapping_list", id=id), 303)

@@ -142,6 +142,25 @@ def moodle_urls(site: str, allow_http: bool = False) -> dict[str, str]:
     }
 
 
+def fill_from_moodle_site(data: Mapping[str, Any], site: str,
+                          allow_http: bool = False) -> dict[str, Any]:
+    """`data` with its empty issuer and endpoint URLs filled from a Moodle site's address
+    (values given keep precedence). Raises ValidationError on `moodle_site`."""
+    try:
+        filled = moodle_urls(site, allow_http)
+    except ValueError as e:
+        raise ValidationError("moodle_site", str(e)) from None
+    return dict(data) | {k: v for k, v in filled.items()
+                         if not str(data.get(k) or "").strip()}
+
+
+def set_active(platform: LTIPlatform, active: bool) -> LTIPlatform:
+    """Switch a platform on or off (flushed): a switched-off platform's launches are refused."""
+    platform.active = active
+    db.session.flush()
+    return platform
+
+
 def search_platforms(q: str = "", active: bool | None = None, page: int = 1,
                      per_page: int = 25):
     """A page of platforms by name, matching `q` in name, issuer or client ID."""

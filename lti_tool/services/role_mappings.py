@@ -40,6 +40,22 @@ def save_mapping(platform: LTIPlatform, lti_role: str, global_role: GlobalRole |
     return mapping
 
 
+def delete_mapping(mapping: LTIRoleMapping) -> None:
+    """Remove a mapping (flushed); the role's defaults apply again."""
+    db.session.delete(mapping)
+    db.session.flush()
+
+
+def find_mapping(platform: LTIPlatform, lti_role: str) -> LTIRoleMapping:
+    """The platform's mapping of this role, written as URI or short name; ValidationError on
+    `lti_role` if there is none."""
+    role = parse_role((lti_role or "").strip())
+    for mapping in mappings_of(platform):
+        if role is not None and parse_role(mapping.lti_role) == role:
+            return mapping
+    raise ValidationError("lti_role", f"{platform.name} has no mapping for {lti_role!r}")
+
+
 def default_table() -> list[tuple[str, GlobalRole | None, GroupRole | None]]:
     """The defaults that apply where a platform has no mapping, for the page."""
     return [(role.uri, g, r) for role, (g, r) in DEFAULTS.items()]
