@@ -59,13 +59,14 @@ def _table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     )
 
 
+def _password_option(envvar: str, what: str = "The password"):
+    return click.option("--password", envvar=envvar,
+                        help=f"{what} (or set {envvar}); asked for when neither is given.")
+
+
 @click.command("create-admin")
 @click.argument("username")
-@click.option(
-    "--password",
-    envvar="ADMIN_PASSWORD",
-    help="The password (or set ADMIN_PASSWORD); asked for when neither is given.",
-)
+@_password_option("ADMIN_PASSWORD")
 @click.option(
     "--if-missing", is_flag=True, help="Leave an existing user alone and exit successfully."
 )
@@ -99,11 +100,7 @@ def create_admin_command(
 
 @click.command("set-password")
 @click.argument("username")
-@click.option(
-    "--password",
-    envvar="NEW_PASSWORD",
-    help="The new password (or set NEW_PASSWORD); asked for when neither is given.",
-)
+@_password_option("NEW_PASSWORD", "The new password")
 @with_appcontext
 def set_password_command(username: str, password: str | None) -> None:
     """Give the local account USERNAME a new password; its sessions everywhere end."""

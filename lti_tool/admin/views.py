@@ -301,20 +301,22 @@ def _list_args() -> tuple[str, int, int | None]:
             request.args.get("platform", type=int))
 
 
+def _per_platform_list(template: str, search):
+    """A list searched by text and filtered by platform: `search(platform_id, q, page)`."""
+    q, page, platform_id = _list_args()
+    return render_template(template, q=q, platform_id=platform_id,
+                           page=search(platform_id, q, page),
+                           platforms=platforms.list_platforms())
+
+
 @bp.get("/links/")
 def link_list():
-    q, page, platform_id = _list_args()
-    return render_template("admin/links.html", q=q, platform_id=platform_id,
-                           page=directory.resource_links(platform_id, q, page),
-                           platforms=platforms.list_platforms())
+    return _per_platform_list("admin/links.html", directory.resource_links)
 
 
 @bp.get("/user-mappings/")
 def user_mapping_list():
-    q, page, platform_id = _list_args()
-    return render_template("admin/user_mappings.html", q=q, platform_id=platform_id,
-                           page=directory.user_mappings(platform_id, q, page),
-                           platforms=platforms.list_platforms())
+    return _per_platform_list("admin/user_mappings.html", directory.user_mappings)
 
 
 @bp.get("/users/")
