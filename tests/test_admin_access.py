@@ -1,22 +1,16 @@
 """Who reaches the admin dashboard: admins, managers (read-only), nobody else."""
 
-import re
-
 import pytest
 
+from .conftest import csrf
 from .lms import INSTRUCTOR, LEARNER, SYSTEM_ADMIN
-
-
-def csrf_token(page) -> str:
-    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-    return match.group(1).decode()
 
 
 def sign_in(client, username, password, next_url=""):
     page = client.get("/admin/login")
     return client.post("/admin/login", data={
         "username": username, "password": password, "next": next_url,
-        "csrf_token": csrf_token(page),
+        "csrf_token": csrf(page),
     })
 
 
@@ -83,7 +77,7 @@ def test_a_manager_signed_in_by_a_launch_can_sign_out(browser, lms):
     page = browser.get("/admin/")
     assert page.status_code == 200
     # Over https Flask-WTF also checks the Referer, which browsers send on same-origin posts.
-    signed_out = browser.post("/admin/logout", data={"csrf_token": csrf_token(page)},
+    signed_out = browser.post("/admin/logout", data={"csrf_token": csrf(page)},
                               headers={"Referer": "https://tool.example.org/admin/"})
     assert signed_out.status_code == 303
     assert browser.get("/admin/").status_code == 302
@@ -117,7 +111,7 @@ def test_a_success_clears_the_account_count(client, make_user):
     for _ in range(4):
         sign_in(client, "root", "guess-123")
     assert sign_in(client, "root", "long-password-1").status_code == 303
-    client.post("/admin/logout", data={"csrf_token": csrf_token(client.get("/admin/"))})
+    client.post("/admin/logout", data={"csrf_token": csrf(client.get("/admin/"))})
     for _ in range(4):
         sign_in(client, "root", "guess-123")
     assert sign_in(client, "root", "long-password-1").status_code == 303

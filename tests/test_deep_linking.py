@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from lti_tool.models import Category, LaunchType, LTILaunchLog, Media, User, Visibility
 
+from .conftest import csrf
 from .lms import DL_SETTINGS, DROP, INSTRUCTOR, LEARNER
 
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
@@ -27,11 +28,6 @@ def open_picker(browser, lms, roles=(INSTRUCTOR,), **overrides):
     assert response.status_code == 303, response.data[:400]
     url = response.headers["Location"]
     return url, browser.get(url)
-
-
-def csrf(page) -> str:
-    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-    return match.group(1).decode()
 
 
 def answer(page) -> tuple[str, str]:

@@ -1,7 +1,6 @@
 """Adding, editing and deleting media from the browser, with the rights of each role."""
 
 import io
-import re
 import shutil
 from pathlib import Path
 
@@ -10,16 +9,12 @@ import sqlalchemy as sa
 
 from lti_tool.models import Category, GlobalRole, LTIResourceLink, Media, Visibility
 
+from .conftest import csrf
 from .lms import INSTRUCTOR, LEARNER
 from .test_media import MP4, REFUSED, sign_in
 
 TA = "http://purl.imsglobal.org/vocab/lis/v2/membership#TeachingAssistant"
 REFERER = {"Referer": "https://tool.example.org/media/"}
-
-
-def csrf(page) -> str:
-    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-    return match.group(1).decode()
 
 
 def course(db) -> Category:
