@@ -350,20 +350,30 @@ class DurationType(click.ParamType):
                            ctx=ctx, param=param)
         return timedelta(**{self.UNITS[match.group(2)]: int(match.group(1))})
 
+    @classmethod
+    def describe(cls, duration: timedelta) -> str:
+        """The duration in the units it is written in: "1 day", "12 hours", "1 day 6 hours"."""
+        minutes = int(duration.total_seconds()) // 60
+        amounts = zip(cls.UNITS.values(), (minutes // 1440, minutes % 1440 // 60, minutes % 60),
+                      strict=True)
+        words = [f"{n} {unit if n != 1 else unit[:-1]}" for unit, n in amounts if n]
+        return " ".join(words) or "0 minutes"
+
 
 audit_cli = AppGroup("audit", help="The launch log.")
 
 
 @audit_cli.command("prune")
 @click.option("--older-than", type=DurationType(),
-              help="Age beyond which entries go (default: AUDIT_RETENTION_DAYS, 90 days).")
+              help="Age beyond which entries go, like 90d, 12h or 30m "
+                   "(default: the AUDIT_RETENTION_DAYS setting).")
 def audit_prune(older_than: timedelta | None) -> None:
     """Delete launch log entries older than a duration, in batches; prints how many."""
     if older_than is None:
         older_than = timedelta(days=current_app.config["AUDIT_RETENTION_DAYS"])
     removed = audit.prune(older_than)
-    click.echo(f"Removed {removed} launch log entries older than {older_than.days} days"
-               if older_than.days else f"Removed {removed} launch log entries")
+    click.echo(f"Removed {removed} launch log entries older than "
+               f"{DurationType.describe(older_than)}.")
 
 
 def init_app(app: Flask) -> None:

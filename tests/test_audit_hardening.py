@@ -55,3 +55,18 @@ def test_ordinary_text_is_written_as_is(admin, db, make_platform):
     cells = dict(zip(header, row, strict=True))
     assert cells["platform"] == "Moodle 'quoted' – ünïcode"
     assert cells["error_message"] == "The id_token expired 75 s ago."
+
+
+@pytest.mark.parametrize("older_than, words", [("1d", "1 day"), ("90d", "90 days"),
+                                               ("12h", "12 hours"), ("1h", "1 hour"),
+                                               ("30m", "30 minutes"), ("36h", "1 day 12 hours")])
+def test_prune_says_the_duration_as_written(runner, older_than, words):
+    result = runner.invoke(args=["audit", "prune", "--older-than", older_than])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Removed 0 launch log entries older than {words}.\n"
+
+
+def test_prune_defaults_to_the_retention_setting(app, runner):
+    app.config["AUDIT_RETENTION_DAYS"] = 30
+    result = runner.invoke(args=["audit", "prune"])
+    assert "older than 30 days." in result.output
