@@ -3,6 +3,7 @@
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,36 @@ def test_admin_and_audit_share_one_staff_guard(app, client, make_user):
     assert client.post("/admin/platforms/new", data={"csrf_token": csrf(listing)}
                        ).status_code == 403, "only admins write"
     assert client.post("/admin/logout", data={"csrf_token": csrf(listing)}).status_code == 303
+
+
+def test_checkboxes_sit_beside_their_labels(admin):
+    page = admin.get("/admin/platforms/new").get_data(as_text=True)
+    checks = re.findall(r'<div class="field check">\s*<input([^>]*)>\s*<label for="([^"]+)"',
+                        page)
+    names = {name for _, name in checks}
+    assert {"enable_nrps", "enable_deep_linking", "active"} <= names
+    assert all('type="checkbox"' in attributes for attributes, _ in checks)
+    assert ".field.check { flex-direction: row;" in stylesheet()
+
+
+def stylesheet() -> str:
+    return (Path(__file__).parent.parent / "static" / "css" / "app.css").read_text()
+
+
+def test_the_admin_navigation_wraps_on_a_phone():
+    css = stylesheet()
+    rule = re.search(r"\.admin-nav \{([^}]*)\}", css).group(1)
+    assert "flex-wrap: wrap" in rule
+    header = re.search(r"\.site-header \{([^}]*)\}", css).group(1)
+    assert "flex-wrap: wrap" in header
+
+
+def test_the_charts_last_axis_label_ends_inside_the_chart(admin, logs):
+    svg = admin.get("/audit/chart.svg?date_from=2026-11-20&date_to=2026-11-20").get_data(
+        as_text=True)
+    width = int(re.search(r'viewBox="0 0 (\d+) \d+"', svg).group(1))
+    labels = re.findall(
+        r'<text x="([\d.]+)" y="\d+"( text-anchor="(\w+)")?>(\d\d \w{3}[^<]*)</text>', svg)
+    assert [label[3] for label in labels] == ["20 Nov 00:00", "20 Nov 12:00", "20 Nov 23:00"]
+    x, _, anchor, _ = labels[-1]
+    assert anchor == "end" and float(x) <= width, "the text runs leftwards from inside the edge"
