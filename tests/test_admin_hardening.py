@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from lti_tool.models import LaunchType, LTILaunchLog
 
@@ -127,3 +128,21 @@ def test_the_charts_last_axis_label_ends_inside_the_chart(admin, logs):
     assert [label[3] for label in labels] == ["20 Nov 00:00", "20 Nov 12:00", "20 Nov 23:00"]
     x, _, anchor, _ = labels[-1]
     assert anchor == "end" and float(x) <= width, "the text runs leftwards from inside the edge"
+
+
+def test_the_log_filters_render_through_the_form_macros_and_keep_their_values(admin, logs, db):
+    platform_id = db.session.scalar(sa.select(LTILaunchLog.platform_id))
+    page = html.unescape(admin.get(
+        f"/audit/?platform={platform_id}&outcome=failure&category=expired&user=ghopper"
+        "&date_from=2026-11-20&launch_type=deep_linking").get_data(as_text=True))
+    start = page.index('class="filters audit-filters"')
+    form = page[start:page.index("</form>", start)]
+    fields = re.findall(r'<div class="field">\s*<label for="(\w+)">', form)
+    assert fields == ["platform", "outcome", "category", "launch_type", "user", "course",
+                      "date_from", "date_to", "text"]
+    assert re.search(rf'<option selected value="{platform_id}">', form)
+    assert '<option selected value="failure">Failed</option>' in form
+    assert '<option selected value="expired">expired</option>' in form
+    assert '<option selected value="deep_linking">' in form
+    assert 'name="user" placeholder="username or sub" type="text" value="ghopper"' in form
+    assert 'name="date_from" type="date" value="2026-11-20"' in form

@@ -3,30 +3,49 @@
 from datetime import date, timedelta
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, StringField
+from wtforms import DateField, SelectChoice, SelectField, StringField
 from wtforms.validators import Optional
 
-from ..fields import IdField
+from ..fields import IdField, bounded_int
 from ..models import LaunchType
 from ..services.audit import Filters
 
 LAST_DAY = date.max - timedelta(days=1)
+OUTCOMES = [SelectChoice("", "All"), SelectChoice("success", "Succeeded"),
+            SelectChoice("failure", "Failed")]
+
+
+def optional_id(value) -> int | None:
+    """A choice naming a row, or None for "All"; ValueError for one no table can hold."""
+    return None if value in (None, "") else bounded_int(value)
 
 
 class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    platform = IdField("Platform", validators=[Optional()])
-    outcome = StringField("Outcome", validators=[Optional()])  # "", "success", "failure"
-    category = StringField("Error category", validators=[Optional()])
-    launch_type = StringField("Launch type", validators=[Optional()])
-    user = StringField("User (username or LTI sub)", validators=[Optional()])
-    course = StringField("Course (context id or title)", validators=[Optional()])
+    platform = SelectField("Platform", coerce=optional_id, validate_choice=False)
+    outcome = SelectField("Outcome", choices=OUTCOMES, validate_choice=False)
+    category = SelectField("Error", validate_choice=False)
+    launch_type = SelectField("Type", validate_choice=False, choices=[SelectChoice("", "Any")] + [
+        SelectChoice(t.value, t.value) for t in LaunchType])
+    user = StringField("User", validators=[Optional()],
+                       render_kw={"placeholder": "username or sub"})
+    course = StringField("Course", validators=[Optional()],
+                         render_kw={"placeholder": "context id or title"})
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
-    text = StringField("Text in the error", validators=[Optional()])
+    text = StringField("Text", validators=[Optional()],
+                       render_kw={"placeholder": "in the error message"})
     before = IdField(validators=[Optional()])
+
+    def offer(self, platforms, categories) -> "AuditFilterForm":
+        """Fill the choices of the platform and error menus."""
+        self.platform.choices = [SelectChoice("", "All")] + [SelectChoice(p.id, p.name)
+                                                             for p in platforms]
+        self.category.choices = [SelectChoice("", "Any")] + [SelectChoice(c, c)
+                                                             for c in categories]
+        return self
 
     FILTER_NAMES = ("platform", "outcome", "category", "launch_type", "user", "course",
                     "date_from", "date_to", "text")

@@ -11,7 +11,7 @@ from flask import (
 
 from .. import staff
 from ..extensions import db
-from ..models import LaunchType, LTILaunchLog
+from ..models import LTILaunchLog
 from ..services import audit, doctor, launches, platforms
 from .forms import AuditFilterForm
 
@@ -21,14 +21,13 @@ staff.guard(bp)
 
 @bp.get("/")
 def log_list():
-    form = AuditFilterForm(request.args)
+    form = AuditFilterForm(request.args).offer(platforms.list_platforms(),
+                                               sorted(doctor.CATEGORIES))
     filters = form.filters()
     entries, next_before = audit.search_launch_logs(filters, form.before.data)
     return render_template(
         "audit/list.html", form=form, entries=entries, next_before=next_before,
         count=audit.capped_count(filters), cap=audit.COUNT_CAP,
-        platforms=platforms.list_platforms(), categories=sorted(doctor.CATEGORIES),
-        launch_types=[t.value for t in LaunchType],
     )
 
 
