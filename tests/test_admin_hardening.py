@@ -146,3 +146,18 @@ def test_the_log_filters_render_through_the_form_macros_and_keep_their_values(ad
     assert '<option selected value="deep_linking">' in form
     assert 'name="user" placeholder="username or sub" type="text" value="ghopper"' in form
     assert 'name="date_from" type="date" value="2026-11-20"' in form
+
+
+def test_the_picker_filters_render_through_the_form_macros(browser, lms):
+    from .test_deep_linking import open_picker
+
+    url, _ = open_picker(browser, lms)
+    page = html.unescape(browser.get(f"{url}?q=notes&scope=own&endpoint=x").get_data(
+        as_text=True))
+    start = page.index('role="search"')
+    form = page[start:page.index("</form>", start)]
+    assert re.findall(r'<div class="field">\s*<label for="(\w+)">', form) == ["q", "scope"]
+    assert 'name="q" placeholder="Title or description" type="search" value="notes"' in form
+    assert '<option selected value="own">My media</option>' in form
+    bogus = html.unescape(browser.get(f"{url}?scope=bogus").get_data(as_text=True))
+    assert "<option selected" not in bogus[bogus.index('role="search"'):], "shown as the first"

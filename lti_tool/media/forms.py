@@ -32,8 +32,10 @@ class PickerFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Search title and description", validators=[Optional()])
-    scope = StringField("Show", default="all")
+    q = StringField("Search", validators=[Optional()],
+                    render_kw={"type": "search", "placeholder": "Title or description"})
+    scope = SelectField("Show", default="all", validate_choice=False,
+                        choices=[SelectChoice(v, label) for v, label in SCOPE_LABELS.items()])
     after = IdField(validators=[Optional()])
 
     def clean_scope(self) -> str:
