@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lti_tool.models import LaunchType, LTILaunchLog
+from lti_tool.models import GlobalRole, LaunchType, LTILaunchLog, User
 
 from .conftest import csrf
 
@@ -161,3 +161,21 @@ def test_the_picker_filters_render_through_the_form_macros(browser, lms):
     assert '<option selected value="own">My media</option>' in form
     bogus = html.unescape(browser.get(f"{url}?scope=bogus").get_data(as_text=True))
     assert "<option selected" not in bogus[bogus.index('role="search"'):], "shown as the first"
+
+
+def test_the_users_page_renders_each_row_through_the_form_macros(admin, make_user, db):
+    teacher = make_user("teacher", global_role=GlobalRole.EDITOR)
+    page = admin.get("/admin/users/?q=teacher")
+    text = html.unescape(page.get_data(as_text=True))
+    prefix = f"user-{teacher.id}-"
+    assert re.search(rf'<div class="field">\s*<label for="{prefix}global_role">Global role</label>'
+                     rf'\s*<select id="{prefix}global_role" name="{prefix}global_role">', text)
+    assert '<option selected value="editor">editor</option>' in text
+    assert re.search(rf'<div class="field check">\s*<input checked id="{prefix}active" '
+                     rf'name="{prefix}active" type="checkbox" value="y">\s*'
+                     rf'<label for="{prefix}active">Active</label>', text)
+    refused = admin.post(f"/admin/users/{teacher.id}", data={
+        "csrf_token": csrf(page), f"{prefix}global_role": "emperor"})
+    assert refused.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(User, teacher.id).global_role is GlobalRole.EDITOR

@@ -72,8 +72,10 @@ def colleague(app, make_user):
 
 def set_access(admin, db, username: str, role: str, active: bool):
     page = admin.get("/admin/users/")
-    data = {"csrf_token": csrf(page), "global_role": role} | ({"active": "1"} if active else {})
-    done = admin.post(f"/admin/users/{user_named(db, username).id}", data=data)
+    user_id = user_named(db, username).id
+    data = {"csrf_token": csrf(page), f"user-{user_id}-global_role": role} | (
+        {f"user-{user_id}-active": "y"} if active else {})
+    done = admin.post(f"/admin/users/{user_id}", data=data)
     assert done.status_code == 303
 
 

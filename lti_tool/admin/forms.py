@@ -13,7 +13,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..fields import IdField
-from ..models import GlobalRole, GroupRole
+from ..models import GlobalRole, GroupRole, User
 
 
 class LoginForm(FlaskForm):
@@ -92,3 +92,20 @@ class SimulatorForm(FlaskForm):
     roles = TextAreaField("LTI roles", validators=[Optional()],
                           description="One per line, as a launch sends them.")
     launch = IdField("Or a logged launch", validators=[Optional()])
+
+
+class UserAccessForm(FlaskForm):
+    """One user's global role and active flag: a row of the users page, its fields named after
+    the user (the page's one-click CSRF token guards the POST)."""
+
+    class Meta:
+        csrf = False
+
+    global_role = SelectField("Global role", choices=[SelectChoice(r.value, r.value)
+                                                      for r in GlobalRole])
+    active = BooleanField("Active")
+
+    @classmethod
+    def of(cls, user: User) -> "UserAccessForm":
+        return cls(prefix=f"user-{user.id}-",
+                   data={"global_role": user.global_role.value, "active": user.active})

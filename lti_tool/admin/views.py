@@ -34,6 +34,7 @@ from .forms import (
     PlatformForm,
     RoleMappingForm,
     SimulatorForm,
+    UserAccessForm,
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -323,20 +324,19 @@ def user_mapping_list():
 def user_list():
     q, page, _ = _list_args()
     return render_template("admin/users.html", q=q, page=directory.users(q, page),
-                           roles=list(GlobalRole))
+                           access_form=UserAccessForm.of)
 
 
 @bp.post("/users/<int:id>")
 def user_update(id: int):
     user = db.get_or_404(User, id)
+    form = UserAccessForm.of(user)
     if ActionForm().validate_on_submit():
-        try:
-            role = GlobalRole(request.form.get("global_role", ""))
-        except ValueError:
+        if not form.validate():
             abort(400, description="Choose one of the global roles.")
         try:
-            directory.set_user_access(user, current_user, role,
-                                      request.form.get("active") == "1")
+            directory.set_user_access(user, current_user, GlobalRole(form.global_role.data),
+                                      form.active.data)
         except ValidationError as e:
             db.session.rollback()
             flash(f"Not changed: {e.message}.", "error")
