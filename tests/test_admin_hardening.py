@@ -179,3 +179,16 @@ def test_the_users_page_renders_each_row_through_the_form_macros(admin, make_use
     assert refused.status_code == 400
     db.session.expire_all()
     assert db.session.get(User, teacher.id).global_role is GlobalRole.EDITOR
+
+
+def test_the_role_mapping_simulator_renders_through_the_form_macros(admin, lms, browser, db):
+    lms.launch(browser)
+    log_id = db.session.scalar(sa.select(LTILaunchLog.id))
+    page = html.unescape(admin.get(f"/admin/platforms/{lms.platform.id}/role-mappings/",
+                                   query_string={"launch": log_id}).get_data(as_text=True))
+    start = page.index('class="simulator"')
+    form = page[start:page.index("</form>", start)]
+    assert re.findall(r'<div class="field">\s*<label for="(\w+)">', form) == ["roles", "launch"]
+    assert re.search(rf'<option selected value="{log_id}">#{log_id}: http://purl', form)
+    assert admin.get(f"/admin/platforms/{lms.platform.id}/role-mappings/?launch=abc"
+                     ).status_code == 200

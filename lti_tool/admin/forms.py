@@ -12,8 +12,19 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
-from ..fields import IdField
+from ..fields import bounded_int
 from ..models import GlobalRole, GroupRole, User
+
+LAUNCH_LABEL_LENGTH = 80  # characters of a logged launch's roles shown in the simulator's menu
+
+
+def optional_id(value) -> int | None:
+    """A menu choice naming a row, or None for none; ValueError for one no table can hold."""
+    return None if value in (None, "") else bounded_int(value)
+
+
+def shorten(text: str, length: int) -> str:
+    return text if len(text) <= length else text[:length - 1] + "…"
 
 
 class LoginForm(FlaskForm):
@@ -89,9 +100,17 @@ class SimulatorForm(FlaskForm):
     class Meta:
         csrf = False
 
-    roles = TextAreaField("LTI roles", validators=[Optional()],
+    roles = TextAreaField("LTI roles", validators=[Optional()], render_kw={"rows": 3},
                           description="One per line, as a launch sends them.")
-    launch = IdField("Or a logged launch", validators=[Optional()])
+    launch = SelectField("Or a logged launch", coerce=optional_id, validate_choice=False)
+
+    def offer(self, launches: list[tuple[int, list[str]]]) -> "SimulatorForm":
+        """Offer these logged launches (id, roles) in the launch menu."""
+        self.launch.choices = [SelectChoice("", "—")] + [
+            SelectChoice(id_, f"#{id_}: {shorten(', '.join(roles), LAUNCH_LABEL_LENGTH)}"
+                         if roles else f"#{id_}: no roles")
+            for id_, roles in launches]
+        return self
 
 
 class UserAccessForm(FlaskForm):

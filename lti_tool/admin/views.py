@@ -216,7 +216,8 @@ def platform_delete(id: int):
 def role_mapping_list(id: int):
     platform = db.get_or_404(LTIPlatform, id)
     mappings = role_mappings.mappings_of(platform)
-    form = SimulatorForm(request.args)
+    launches = role_mappings.recent_launch_roles(platform)
+    form = SimulatorForm(request.args).offer(launches)
     roles, result = None, None
     if form.launch.data:
         entry = db.session.get(LTILaunchLog, form.launch.data)
@@ -230,7 +231,7 @@ def role_mapping_list(id: int):
     return render_template(
         "admin/role_mappings/list.html", platform=platform, mappings=mappings, form=form,
         roles=roles, result=result, defaults=role_mappings.default_table(),
-        launches=role_mappings.recent_launch_roles(platform),
+        launches=launches,
     )
 
 

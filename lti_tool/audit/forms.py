@@ -6,18 +6,14 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, SelectChoice, SelectField, StringField
 from wtforms.validators import Optional
 
-from ..fields import IdField, bounded_int
+from ..admin.forms import optional_id
+from ..fields import IdField
 from ..models import LaunchType
 from ..services.audit import Filters
 
 LAST_DAY = date.max - timedelta(days=1)
 OUTCOMES = [SelectChoice("", "All"), SelectChoice("success", "Succeeded"),
             SelectChoice("failure", "Failed")]
-
-
-def optional_id(value) -> int | None:
-    """A choice naming a row, or None for "All"; ValueError for one no table can hold."""
-    return None if value in (None, "") else bounded_int(value)
 
 
 class AuditFilterForm(FlaskForm):
