@@ -189,6 +189,7 @@ def test_prune_refuses_a_bad_duration(runner):
 def test_signing_out_from_the_log(admin):
     page = admin.get("/audit/")
     assert admin.post("/admin/logout", data={"csrf_token": csrf(page)}).status_code == 303
+    assert admin.get("/audit/").status_code == 302, "signed out"
 
 
 def test_the_chart_counts_per_hour_with_failures_apart(admin, logs):
