@@ -80,12 +80,13 @@ def browser_factory(tool_url):
 
 
 def wait_for_text(driver, text: str, seconds: float = 20) -> str:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        WebDriverWait(driver, seconds).until(
+        # A page that moves on (the picker's auto-posted answer) replaces the body being read.
+        WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: text in d.find_element(By.TAG_NAME, "body").text
         )
     except TimeoutException:
