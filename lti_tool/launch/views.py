@@ -80,14 +80,23 @@ def _destination(result: launches.LaunchResult) -> str:
 
 def _refuse(error: LaunchError):
     """The in-iframe error page, a failed-launch log entry, and no session left behind."""
-    reference = launches.log_failure(error, request.remote_addr)
     session.clear()
-    diagnosis = doctor.diagnose(error.category)
     claims = error.claims or {}
-    teacher = launch_roles(claims, error.platform).is_teacher
     presentation = claims.get(LAUNCH_PRESENTATION)
     return_url = presentation.get("return_url") if isinstance(presentation, dict) else None
     allow_framing_by(*platforms.frame_origins(error.platform))
+    return doctor_page(
+        error,
+        teacher=launch_roles(claims, error.platform).is_teacher,
+        return_url=return_url if platforms.is_safe_return_url(return_url, error.platform) else None,
+    )
+
+
+def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None):
+    """Log the failure and render the launch doctor's in-iframe page with its reference number
+    (the fix is shown to teachers and admins only)."""
+    reference = launches.log_failure(error, request.remote_addr)
+    diagnosis = doctor.diagnose(error.category)
     return render_template(
         "launch/error.html",
         diagnosis=diagnosis,
@@ -95,9 +104,10 @@ def _refuse(error: LaunchError):
         reference=reference,
         teacher=teacher,
         fix=doctor.fix_for(
-            error.category, error.details, error.platform, url_for(".launch", _external=True)
+            error.category, error.details, error.platform,
+            url_for("launch.launch", _external=True),
         ),
-        return_url=return_url if platforms.is_safe_return_url(return_url, error.platform) else None,
+        return_url=return_url,
     ), diagnosis.status
 
 

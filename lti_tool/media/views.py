@@ -19,9 +19,10 @@ from flask_login import current_user, login_required
 
 from ..errors import KeyUnavailableError, LaunchError, ValidationError
 from ..extensions import db
+from ..launch.views import doctor_page
 from ..models import Category, Media, Visibility
 from ..security import allow_form_posts_to, allow_framing_by
-from ..services import access, deep_linking, doctor, launches, media, platforms, users
+from ..services import access, deep_linking, media, platforms, users
 from .forms import (
     SCOPE_LABELS,
     DeleteForm,
@@ -279,11 +280,4 @@ def _key_unavailable(error: KeyUnavailableError, platform):
     log.error("Deep-linking answer not signed: %s", error)
     failure = LaunchError("tool_key_unavailable", str(error), detail=str(error))
     failure.platform, failure.deep_linking = platform, True
-    reference = launches.log_failure(failure, request.remote_addr)
-    diagnosis = doctor.diagnose(failure.category)
-    return render_template(
-        "launch/error.html", diagnosis=diagnosis, category=failure.category,
-        reference=reference, teacher=True, return_url=None,
-        fix=doctor.fix_for(failure.category, failure.details, platform,
-                           url_for("launch.launch", _external=True)),
-    ), diagnosis.status
+    return doctor_page(failure, teacher=True, return_url=None)
