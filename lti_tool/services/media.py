@@ -145,11 +145,7 @@ def add_media(
 
     If the caller's commit fails it must call `discard_file(root, media.file_path)`.
     """
-    title = (title or "").strip()
-    if not title:
-        raise ValidationError("title", "a title is required")
-    if len(title) > MAX_TITLE:
-        raise ValidationError("title", f"the title is longer than {MAX_TITLE} characters")
+    title = _checked_title(title)
     relative, mime_type, size = store_file(stream, root, max_bytes)
     media = Media(
         title=title,
@@ -172,6 +168,16 @@ def add_media(
         raise
     log.info("Added media %s (%s, %d bytes)", media.id, mime_type, size)
     return media
+
+
+def _checked_title(title: str | None) -> str:
+    """The title without surrounding spaces; ValidationError on `title` if empty or too long."""
+    title = (title or "").strip()
+    if not title:
+        raise ValidationError("title", "a title is required")
+    if len(title) > MAX_TITLE:
+        raise ValidationError("title", f"the title is longer than {MAX_TITLE} characters")
+    return title
 
 
 def commit_or_discard(root: str, media: Media) -> None:
@@ -297,12 +303,7 @@ def stored_files(media: Media) -> list[str]:
 def update_media(media: Media, *, title: str, description: str, category: Category | None,
                  visibility: Visibility) -> Media:
     """Change an item's details (flushed)."""
-    title = (title or "").strip()
-    if not title:
-        raise ValidationError("title", "a title is required")
-    if len(title) > MAX_TITLE:
-        raise ValidationError("title", f"the title is longer than {MAX_TITLE} characters")
-    media.title, media.description = title, description
+    media.title, media.description = _checked_title(title), description
     media.category, media.visibility = category, visibility
     db.session.flush()
     return media
