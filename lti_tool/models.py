@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship, validates
@@ -63,6 +65,25 @@ class GroupRole(enum.StrEnum):
 class LaunchType(enum.StrEnum):
     RESOURCE_LINK = "resource_link"
     DEEP_LINKING = "deep_linking"
+
+
+class MediaStatus(enum.StrEnum):
+    """Where an item is on its way to playing everywhere."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class JobState(enum.StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+ACTIVE_JOB_STATES = (JobState.WAITING.value, JobState.RUNNING.value)
 
 
 class Visibility(enum.StrEnum):
@@ -314,11 +335,48 @@ class Media(db.Model):
     captions_path: Mapped[str | None] = mapped_column(
         String(255), comment="WebVTT captions relative to MEDIA_ROOT"
     )
+    status: Mapped[MediaStatus] = mapped_column(
+        _enum(MediaStatus, "media_status"),
+        default=MediaStatus.QUEUED,
+        server_default=MediaStatus.READY.value,
+        comment="processing into web-playable files; items older than processing are ready",
+    )
+    progress: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", comment="percent, while processing"
+    )
+    status_reason: Mapped[str] = mapped_column(
+        Text, default="", server_default="", comment="why processing failed, for the teacher"
+    )
+    duration: Mapped[float | None] = mapped_column(Float, comment="seconds, from ffprobe")
+    width: Mapped[int | None] = mapped_column(Integer, comment="displayed width (rotation applied)")
+    height: Mapped[int | None] = mapped_column(Integer)
+    playback_path: Mapped[str | None] = mapped_column(
+        String(255), comment="H.264/AAC MP4 (or AAC .m4a) rendition relative to MEDIA_ROOT"
+    )
+    hls_path: Mapped[str | None] = mapped_column(
+        String(255), comment="HLS master playlist; its renditions and segments sit beside it"
+    )
+    poster_path: Mapped[str | None] = mapped_column(
+        String(255), comment="full-size poster frame relative to MEDIA_ROOT"
+    )
+    renditions_path: Mapped[str | None] = mapped_column(
+        String(255), comment="folder of every processed file, removed with the item"
+    )
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
 
     owner: Mapped[User | None] = relationship()
     category: Mapped[Category | None] = relationship()
+
+    @property
+    def kind(self) -> str:
+        """video, audio, image or document."""
+        kind = self.mime_type.split("/")[0]
+        return kind if kind in ("video", "audio", "image") else "document"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status is MediaStatus.READY
 
     def __repr__(self) -> str:
         return f"<Media {self.id} {self.title!r} {self.mime_type}>"
@@ -612,3 +670,85 @@ class ToolKey(db.Model):
 
     def __repr__(self) -> str:
         return f"<ToolKey {self.kid} {self.status}>"
+
+
+class Job(db.Model):
+    """One piece of background work, as the tool sees it: the source of truth for what is
+    waiting, running, done or failed (the broker only carries a job's id to a worker).
+
+    A running job writes `heartbeat_at`; a sweep puts a job whose heartbeat stopped back to
+    waiting. At most one job per `subject` (e.g. ``media:42``) is waiting or running.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index(
+            "uq_job_active_subject", "subject", unique=True,
+            sqlite_where=text("state IN ('waiting', 'running')"),
+            postgresql_where=text("state IN ('waiting', 'running')"),
+        ),
+        Index(None, "state", "created_at"),
+        Index(None, "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), comment="what runs, e.g. media.process")
+    queue: Mapped[str] = mapped_column(String(16), comment="short or long")
+    subject: Mapped[str | None] = mapped_column(
+        String(255), comment="what it works on, e.g. media:42: one active job per subject"
+    )
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[JobState] = mapped_column(
+        _enum(JobState, "job_state"), default=JobState.WAITING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    worker: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="host and process running it"
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    run_after: Mapped[datetime | None] = mapped_column(
+        Timestamp(), comment="not before (retry backoff)"
+    )
+    dispatched_at: Mapped[datetime | None] = mapped_column(
+        Timestamp(), comment="last handed to the broker"
+    )
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.subject} {self.state}>"
+
+
+class Upload(db.Model):
+    """A resumable (tus) upload in progress: bytes so far sit in a part file until complete."""
+
+    __tablename__ = "upload"
+    __table_args__ = (Index(None, "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, comment="random, in the URL")
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("category.id", ondelete="CASCADE")
+    )
+    length: Mapped[int] = mapped_column(BigInteger, comment="bytes announced")
+    offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    mime_type: Mapped[str | None] = mapped_column(String(127), comment="sniffed from the start")
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, comment="title, file name, description, visibility"
+    )
+    media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL"), comment="the item, once complete"
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship()
+    category: Mapped[Category | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Upload {self.id} {self.offset}/{self.length}>"

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from ..errors import ValidationError, human_size
 from ..extensions import db
-from ..models import Category, LTIResourceLink, Media, User, Visibility
+from ..models import Category, LTIResourceLink, Media, MediaStatus, User, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,13 @@ def store_file(stream: BinaryIO, root: str, max_bytes: int) -> tuple[str, str, i
 
 
 def discard_file(root: str, relative: str) -> None:
-    """Remove a stored file (its database row was not written, or was deleted)."""
-    (Path(root) / relative).unlink(missing_ok=True)
+    """Remove a stored file or folder of files (its database row was not written, or was
+    deleted)."""
+    path = Path(root) / relative
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def find_or_create_category(title: str) -> Category:
@@ -147,8 +152,31 @@ def add_media(
     """
     title = _checked_title(title)
     relative, mime_type, size = store_file(stream, root, max_bytes)
+    return add_stored_media(
+        root, relative, mime_type, size, title=title, original_filename=original_filename,
+        description=description, owner=owner, category=category, visibility=visibility)
+
+
+def add_stored_media(
+    root: str,
+    relative: str,
+    mime_type: str,
+    size: int,
+    *,
+    title: str,
+    original_filename: str = "",
+    description: str = "",
+    owner: User | None = None,
+    category: Category | None = None,
+    visibility: Visibility = Visibility.MEMBERS,
+) -> Media:
+    """Add the item of a file already stored at `relative` under the media root (flushed).
+
+    Video and audio start queued for processing (`processing.queue_processing` adds the job);
+    images (with their preview) and PDFs are ready at once. If the flush fails, the files go.
+    """
     media = Media(
-        title=title,
+        title=_checked_title(title),
         description=description or "",
         file_path=relative,
         original_filename=display_filename(original_filename),
@@ -157,6 +185,7 @@ def add_media(
         owner=owner,
         category=category,
         visibility=visibility,
+        status=MediaStatus.QUEUED if needs_processing(mime_type) else MediaStatus.READY,
     )
     media.thumbnail_path = make_preview(root, relative, mime_type)
     db.session.add(media)
@@ -168,6 +197,11 @@ def add_media(
         raise
     log.info("Added media %s (%s, %d bytes)", media.id, mime_type, size)
     return media
+
+
+def needs_processing(mime_type: str) -> bool:
+    """Video and audio are converted into files every browser plays."""
+    return mime_type.startswith(("video/", "audio/"))
 
 
 def _checked_title(title: str | None) -> str:
@@ -294,9 +328,11 @@ def set_captions(media: Media, stream: BinaryIO, root: str) -> None:
 
 
 def stored_files(media: Media) -> list[str]:
-    """Every file of an item: the media, its preview (when not the media itself), captions."""
+    """Every file of an item: the media, its preview (when not the media itself), captions,
+    and the folder of its processed renditions (playback file, HLS, poster)."""
     return list(dict.fromkeys(
-        p for p in (media.file_path, media.thumbnail_path, media.captions_path) if p
+        p for p in (media.file_path, media.thumbnail_path, media.captions_path,
+                    media.renditions_path) if p
     ))
 
 
