@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, abort
 
-from . import admin, audit, cli, health, launch, media, security, sessions
+from . import admin, audit, cli, health, launch, media, security, sessions, worker
 from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     security.init_app(app)
     cli.init_app(app)
+    worker.celery_init_app(app)
     return app
 
 

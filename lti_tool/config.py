@@ -52,6 +52,13 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "JWKS_FETCH_TIMEOUT": _int(env, "JWKS_FETCH_TIMEOUT", 5) or 5,
         # Seconds before the same unknown kid may make the tool fetch a platform's keys again.
         "JWKS_REFRESH_INTERVAL": _int(env, "JWKS_REFRESH_INTERVAL", 30) or 30,
+        # Background jobs: RabbitMQ (amqp://...) here; else Redis (REDIS_URL); else a SQLite
+        # file in the instance folder (worker.py).
+        "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL") or None,
+        # Minutes one transcode may take before it is stopped and marked failed.
+        "TRANSCODE_TIME_LIMIT": (_int(env, "TRANSCODE_TIME_LIMIT_MINUTES", 240) or 240) * 60,
+        # Hours an unfinished resumable upload is kept before the upkeep job removes it.
+        "UPLOAD_EXPIRY_HOURS": _int(env, "UPLOAD_EXPIRY_HOURS", 24) or 24,
     }
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import time
 import uuid
 import warnings
@@ -241,15 +240,14 @@ def preview_name(relative: str) -> str:
 
 
 def make_preview(root: str, relative: str, mime_type: str) -> str | None:
-    """A small JPEG preview, never the file itself: an image downscaled to PREVIEW_WIDTH, a
-    video's frame when ffmpeg is installed.
+    """A small JPEG preview of an image, never the file itself (downscaled to PREVIEW_WIDTH).
 
-    Returns the preview's path, or None where the kind's placeholder serves instead.
+    Returns the preview's path, or None where the kind's placeholder serves instead: a
+    video's preview frame comes from its processing job (services/processing.py), not from
+    the upload request.
     """
     if mime_type.startswith("image/"):
         return _image_preview(root, relative)
-    if mime_type.startswith("video/"):
-        return _video_frame(root, relative)
     return None
 
 
@@ -273,26 +271,6 @@ def _image_preview(root: str, relative: str) -> str | None:
         discard_file(root, preview)
         return None
     return preview
-
-
-def _video_frame(root: str, relative: str) -> str | None:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        return None
-    poster = preview_name(relative)
-    fit = f"scale=w={PREVIEW_WIDTH}:h={PREVIEW_WIDTH}:force_original_aspect_ratio=decrease"
-    try:
-        subprocess.run(
-            [ffmpeg, "-nostdin", "-loglevel", "error", "-ss", "1", "-i",
-             str(Path(root) / relative), "-frames:v", "1", "-vf", fit, "-y",
-             str(Path(root) / poster)],
-            check=True, timeout=60, capture_output=True,
-        )
-    except (subprocess.SubprocessError, OSError) as e:
-        log.warning("No poster frame for %s: %s", relative, type(e).__name__)
-        discard_file(root, poster)
-        return None
-    return poster if (Path(root) / poster).is_file() else None
 
 
 def preview_file(media: Media) -> str | None:
