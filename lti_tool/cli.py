@@ -1,19 +1,20 @@
 """Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure,
-media add, audit prune."""
+media add|reprocess, audit prune, jobs status|retry|sweep."""
 
 import re
 import secrets
 from datetime import timedelta
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ValidationError
 from .extensions import db
-from .models import Visibility
-from .services import audit, keys, media, platforms, role_mappings, users
+from .models import Job, JobState, Media, Visibility
+from .services import audit, jobs, keys, media, platforms, processing, role_mappings, users
 
 
 class BadInput(click.BadParameter):
@@ -287,7 +288,7 @@ def keys_retire(kid: str) -> None:
     click.echo(f"Retired {kid}.")
 
 
-media_cli = AppGroup("media", help="Bulk import of media files.")
+media_cli = AppGroup("media", help="Media files: bulk import, processing again.")
 
 
 @media_cli.command("add")
@@ -331,8 +332,37 @@ def media_add(path: str, title: str, description: str, owner: str | None, visibi
             )
         except ValidationError as e:
             raise _bad(e, {"file": "PATH", "title": "--title"}) from None
+    job = processing.queue_processing(item)
     media.commit_or_discard(root, item)
+    jobs.dispatch(job)
     click.echo(f"Added {item.mime_type} '{item.title}' ({item.size} bytes) as media {item.id}")
+
+
+@media_cli.command("reprocess")
+@click.argument("media_id", metavar="ID", required=False, type=int)
+@click.option("--all", "every", is_flag=True, help="Every video and audio item.")
+def media_reprocess(media_id: int | None, every: bool) -> None:
+    """Queue item ID (or --all video and audio items) for processing again."""
+    if (media_id is None) == (not every):
+        raise BadInput("give either an item ID or --all")
+    if every:
+        items = list(db.session.scalars(
+            sa.select(Media).where(sa.or_(Media.mime_type.startswith("video/"),
+                                          Media.mime_type.startswith("audio/")))
+            .order_by(Media.id)))
+    else:
+        item = db.session.get(Media, media_id)
+        if item is None:
+            raise BadInput(f"no media item {media_id}", param_hint="'ID'")
+        if not media.needs_processing(item.mime_type):
+            raise BadInput(f"media {media_id} is {item.mime_type}: only video and audio are "
+                           "processed", param_hint="'ID'")
+        items = [item]
+    queued = processing.reprocess(items)
+    db.session.commit()
+    jobs.dispatch(*queued)
+    click.echo(f"Queued {len(queued)} media item{'s' if len(queued) != 1 else ''} "
+               "for processing.")
 
 
 class DurationType(click.ParamType):
@@ -376,6 +406,58 @@ def audit_prune(older_than: timedelta | None) -> None:
                f"{DurationType.describe(older_than)}.")
 
 
+jobs_cli = AppGroup("jobs", help="Background jobs: media processing, roster syncs, upkeep.")
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+@jobs_cli.command("status")
+def jobs_status() -> None:
+    """Jobs waiting and running per queue, and those failed in the last day (with why)."""
+    click.echo(_table(
+        [(f.queue, f.waiting, f.running, f.failed_recently, f.done_recently)
+         for f in jobs.queue_figures()],
+        ("Queue", "Waiting", "Running", "Failed (last day)", "Done (last day)")))
+    running = jobs.running_jobs()
+    click.echo("\nRunning:")
+    click.echo(_table(
+        [(j.id, j.kind, j.subject or "", f"{j.progress}%", j.worker, _when(j.heartbeat_at))
+         for j in running], ("ID", "Kind", "Subject", "Progress", "Worker", "Heartbeat (UTC)"))
+        if running else "  nothing")
+    failed = jobs.recent_failures()
+    click.echo("\nFailed in the last day:")
+    click.echo(_table(
+        [(j.id, j.kind, j.subject or "", _when(j.finished_at), j.error.splitlines()[0][:100])
+         for j in failed], ("ID", "Kind", "Subject", "Failed (UTC)", "Reason"))
+        if failed else "  nothing")
+
+
+@jobs_cli.command("retry")
+@click.argument("job_id", metavar="ID", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Run failed job ID again."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.state is not JobState.FAILED:
+        raise BadInput(f"no failed job {job_id}", param_hint="'ID'")
+    again = jobs.retry(job)
+    if again is None:
+        raise BadInput(f"the work of job {job_id} is gone (its item was deleted)")
+    db.session.commit()
+    jobs.dispatch(again)
+    click.echo(f"Queued job {again.id} ({again.kind} {again.subject or ''}).")
+
+
+@jobs_cli.command("sweep")
+def jobs_sweep() -> None:
+    """Put back jobs of stopped workers and resend jobs no worker received (the scheduler does
+    this every minute)."""
+    done = jobs.sweep()
+    click.echo(f"Put back {done['requeued']}, failed {done['failed']}, "
+               f"sent again {done['resent']}.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
@@ -383,3 +465,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     app.cli.add_command(media_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(jobs_cli)

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from lti_tool.models import Job, JobState
 from lti_tool.services import jobs
 
+from .conftest import csrf
+
 RAN: list[tuple[int, dict]] = []
 
 
@@ -170,3 +172,48 @@ def test_queue_figures_and_retry_of_a_failed_job(db):
     db.session.commit()
     assert again.id != broken.id and again.state is JobState.WAITING
     assert again.subject == "thing:5"
+
+
+def _failed_job(db) -> Job:
+    job = jobs.enqueue("test.broken", subject="thing:9")
+    db.session.commit()
+    jobs.run(job.id)
+    return db.session.get(Job, job.id, populate_existing=True)
+
+
+def test_admins_see_the_queues_and_retry_a_failed_job(admin, db):
+    failed = _failed_job(db)
+    jobs.enqueue("test.record")
+    db.session.commit()
+    page = admin.get("/admin/")
+    text = page.get_data(as_text=True)
+    assert "Background jobs" in text and "ValueError: a bug" in text
+    assert "No job is running." in text
+    refused = admin.post(f"/admin/jobs/{failed.id}/retry")
+    assert refused.status_code == 400, "the retry button carries a CSRF token"
+    response = admin.post(f"/admin/jobs/{failed.id}/retry", data={"csrf_token": csrf(page)})
+    assert response.status_code == 303
+    again = jobs.active_job("thing:9")
+    assert again is not None and again.id != failed.id
+    assert f"Queued test.broken again (job {again.id})" in admin.get("/admin/").get_data(
+        as_text=True)
+
+
+def test_jobs_status_prints_the_queues_and_failures(runner, db):
+    _failed_job(db)
+    jobs.enqueue("test.record")
+    db.session.commit()
+    result = runner.invoke(args=["jobs", "status"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:2] == ["Queue", "Waiting"]
+    assert lines[1].split() == ["short", "1", "0", "0", "0"]
+    assert lines[2].split() == ["long", "0", "0", "1", "0"]
+    assert "ValueError: a bug" in result.output
+
+
+def test_jobs_retry_refuses_a_job_that_did_not_fail(runner, db):
+    job = jobs.enqueue("test.record")
+    db.session.commit()
+    result = runner.invoke(args=["jobs", "retry", str(job.id)])
+    assert result.exit_code == 2 and result.output.startswith("Error: ")

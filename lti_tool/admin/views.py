@@ -21,12 +21,14 @@ from ..models import (
     Category,
     GlobalRole,
     GroupRole,
+    Job,
+    JobState,
     LTILaunchLog,
     LTIPlatform,
     LTIRoleMapping,
     User,
 )
-from ..services import dashboard, directory, jwks, platforms, role_mappings, users
+from ..services import dashboard, directory, jobs, jwks, platforms, role_mappings, users
 from .forms import (
     ActionForm,
     ConfirmDeleteForm,
@@ -44,8 +46,26 @@ staff.guard(bp)
 @bp.get("/")
 def index():
     return render_template(
-        "admin/index.html", figures=dashboard.summary(), failures=dashboard.recent_failures()
+        "admin/index.html", figures=dashboard.summary(), failures=dashboard.recent_failures(),
+        queues=jobs.queue_figures(), running=jobs.running_jobs(),
+        failed_jobs=jobs.recent_failures(), retry_form=ActionForm(),
     )
+
+
+@bp.post("/jobs/<int:id>/retry")
+def job_retry(id: int):
+    """Run a failed background job again (a new job with the same work)."""
+    job = db.get_or_404(Job, id)
+    if not ActionForm().validate_on_submit():
+        abort(400, description="The form expired: reload the dashboard and try again.")
+    again = jobs.retry(job) if job.state is JobState.FAILED else None
+    if again is None:
+        flash("Nothing to retry: this job has not failed, or its work is gone.", "error")
+    else:
+        db.session.commit()
+        jobs.dispatch(again)
+        flash(f"Queued {again.kind} again (job {again.id}).")
+    return redirect(url_for(".index") + "#jobs", 303)
 
 
 @bp.route("/login", methods=["GET", "POST"])
