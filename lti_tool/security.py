@@ -165,6 +165,8 @@ def content_security_policy() -> str:
         "default-src 'self'",
         f"script-src 'self'{nonce}",
         f"style-src 'self'{nonce}",
+        # hls.js plays through Media Source Extensions: the player's source is a blob: URL.
+        "media-src 'self' blob:",
         "object-src 'none'",
         "base-uri 'none'",
         f"form-action {form_action}",

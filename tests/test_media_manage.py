@@ -10,7 +10,7 @@ from lti_tool.models import Category, GlobalRole, LTIResourceLink, Media, Visibi
 
 from .conftest import csrf
 from .lms import INSTRUCTOR, LEARNER
-from .test_media import MP4, REFUSED, sign_in
+from .test_media import MP4, REFUSED, played_as_uploaded, sign_in
 
 TA = "http://purl.imsglobal.org/vocab/lis/v2/membership#TeachingAssistant"
 REFERER = {"Referer": "https://tool.example.org/media/"}
@@ -205,6 +205,7 @@ def test_captions_are_added_served_and_played(browser, lms, db, app):
     assert response.status_code == 303
     with browser.get(f"/media/{item.id}/captions.vtt") as captions:
         assert captions.mimetype == "text/vtt" and captions.get_data(as_text=True) == VTT
+    played_as_uploaded(db, item)
     assert b'<track kind="captions"' in browser.get(f"/media/{item.id}").data
     confirm = browser.get(f"/media/{item.id}/delete")
     browser.post(f"/media/{item.id}/delete", headers=REFERER, data={"csrf_token": csrf(confirm)})

@@ -1,5 +1,6 @@
 """Pages shown inside the LMS iframe after a launch: a course's media, one's own, one item."""
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from werkzeug.security import safe_join
 
 from ..errors import KeyUnavailableError, LaunchError, ValidationError
 from ..extensions import db
 from ..launch.views import doctor_page
-from ..models import Category, Media, Visibility
+from ..models import Category, Media, MediaStatus, Visibility
 from ..security import allow_form_posts_to, allow_framing_by
-from ..services import access, deep_linking, media, platforms, users
+from ..services import access, deep_linking, jobs, media, platforms, processing, users
 from .forms import (
     SCOPE_LABELS,
     DeleteForm,
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 # Served user files may be anything a browser renders (a PDF with scripts): never with the
 # tool's origin. Set here, the page policy (security.py, setdefault) leaves it alone.
 USER_FILE_POLICY = "sandbox"
+# The files of an HLS rendition and the types players expect of them; nothing else is served.
+HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
+             ".mp4": "video/mp4", ".ts": "video/mp2t"}
+POLL_SECONDS = 4  # how often a page showing an item being processed asks for its status
 
 
 @bp.before_request
@@ -93,7 +99,9 @@ def upload():
         except ValidationError as e:
             form[e.field].errors.append(e.message)
         else:
+            job = processing.queue_processing(item)
             media.commit_or_discard(root, item)
+            jobs.dispatch(job)
             flash(f"Added “{item.title}”.")
             target = request.args.get("next")
             return redirect(target if users.is_safe_next(target) else
@@ -168,13 +176,17 @@ def manageable_media(id: int) -> Media:
     return item
 
 
-def _send_user_file(path: Path, mimetype: str | None = None, max_age: int = 3600):
-    """A stored file, with Range support, for this viewer only, never run as a page."""
+def _send_user_file(path: Path, mimetype: str | None = None, max_age: int = 3600,
+                    download_name: str | None = None):
+    """A stored file, with Range support, for this viewer only, never run as a page; with
+    `download_name`, as a download of that name."""
     if not path.is_file():
         abort(404, description="The file of this media item is missing.")
     response = send_file(path, mimetype=mimetype, conditional=True, etag=True,
-                         download_name=path.name)
-    response.headers["Content-Disposition"] = "inline"
+                         download_name=download_name or path.name,
+                         as_attachment=download_name is not None)
+    if download_name is None:
+        response.headers["Content-Disposition"] = "inline"
     response.headers["Content-Security-Policy"] = USER_FILE_POLICY
     # Access depends on who asks: browsers may keep it, shared caches may not.
     response.cache_control.private = True
@@ -187,17 +199,134 @@ def _send_user_file(path: Path, mimetype: str | None = None, max_age: int = 3600
 @login_required
 def media_detail(id: int):
     item = viewable_media(id)
-    return render_template("media/detail.html", media=item,
-                           can_manage=access.can_manage_media(current_user, item))
+    return render_template("media/detail.html", **_player_context(item))
+
+
+@bp.get("/<int:id>/player")
+@login_required
+def media_player(id: int):
+    """Just the player (or the processing notice): what the page swaps in when the item's
+    processing ends, without a reload."""
+    item = viewable_media(id)
+    return render_template("media/_player.html", **_player_context(item))
+
+
+def _player_context(item: Media) -> dict:
+    # In the file's URL: a browser never plays a reprocessed item from its cached old file.
+    version = item.renditions_path and hashlib.sha256(item.renditions_path.encode()).hexdigest()
+    return {"media": item, "can_manage": access.can_manage_media(current_user, item),
+            "report": _status_report(item), "poll_seconds": POLL_SECONDS,
+            "version": version[:12] if version else None}
+
+
+@bp.get("/<int:id>/status")
+@login_required
+def media_status(id: int):
+    """The item's processing status, for the page's poll."""
+    item = viewable_media(id)
+    response = current_app.json.response(_status_report(item))
+    response.cache_control.no_store = True
+    return response
+
+
+def _status_report(item: Media) -> dict:
+    """`processing.progress_report` and the sentence people read, shared by page and poll."""
+    report = processing.progress_report(item)
+    report["notice"] = status_notice(report)
+    return report
+
+
+def status_notice(report: dict) -> str:
+    """"Processing: 45%, ready in about 3 minutes", "Waiting to be processed", ..."""
+    status = MediaStatus(report["status"])
+    if status is MediaStatus.QUEUED:
+        return "Waiting to be processed"
+    if status is MediaStatus.PROCESSING:
+        minutes = report.get("eta_minutes")
+        if minutes is None:
+            return f"Processing: {report['progress']}%"
+        when = "a minute" if minutes <= 1 else f"{minutes} minutes"
+        return f"Processing: {report['progress']}%, ready in about {when}"
+    if status is MediaStatus.FAILED:
+        return f"Processing failed: {report.get('reason') or 'the file could not be converted'}"
+    return "Ready"
+
+
+@bp.post("/<int:id>/retry")
+@login_required
+def media_retry(id: int):
+    """Process a failed item again (owner, course managers, editors and admins)."""
+    item = manageable_media(id)
+    if item.status is not MediaStatus.FAILED:
+        flash(f"“{item.title}” has not failed: there is nothing to try again.")
+        return redirect(url_for(".media_detail", id=id), 303)
+    job = processing.queue_processing(item)
+    db.session.commit()
+    jobs.dispatch(job)
+    flash("Processing again")
+    return redirect(url_for(".media_detail", id=id), 303)
 
 
 @bp.get("/<int:id>/file")
 @login_required
 def media_file(id: int):
-    """The file itself, with HTTP Range support (video seeking), checked on every request."""
+    """What the player plays, with HTTP Range support (video seeking), checked on every
+    request: the processed MP4 (or .m4a) once ready, else the file as uploaded."""
     item = viewable_media(id)
+    root = current_app.config["MEDIA_ROOT"]
+    if item.is_ready and item.playback_path:
+        playback_type = "audio/mp4" if item.playback_path.endswith(".m4a") else "video/mp4"
+        return _send_user_file(media.file_path(root, item, item.playback_path), playback_type)
+    return _send_user_file(media.file_path(root, item), item.mime_type)
+
+
+@bp.get("/<int:id>/original")
+@login_required
+def media_original(id: int):
+    """The file as uploaded, as a download under its uploaded name, for those who manage it."""
+    item = manageable_media(id)
+    extension = media.EXTENSIONS.get(item.mime_type, "bin")
     return _send_user_file(media.file_path(current_app.config["MEDIA_ROOT"], item),
-                           item.mime_type)
+                           item.mime_type,
+                           download_name=item.original_filename or f"media-{id}.{extension}")
+
+
+@bp.get("/<int:id>/hls/<path:name>")
+@login_required
+def media_hls(id: int, name: str):
+    """The master playlist, rung playlists, init and media segments of a ready item."""
+    item = viewable_media(id)
+    if not (item.is_ready and item.hls_path):
+        abort(404)
+    root = current_app.config["MEDIA_ROOT"]
+    path = _hls_file(media.file_path(root, item, item.hls_path).parent, name)
+    # Playlists are small and change with a reprocessing; segments never change.
+    max_age = 0 if path.suffix == ".m3u8" else 3600
+    return _send_user_file(path, HLS_TYPES[path.suffix], max_age=max_age)
+
+
+def _hls_file(folder: Path, name: str) -> Path:
+    """`name` inside the HLS folder, if it is one of its files: else 404 (no `..`, absolute
+    paths, other kinds of file, or symbolic links leading out)."""
+    joined = safe_join(str(folder), name)
+    if joined is None or Path(joined).suffix not in HLS_TYPES:
+        abort(404)
+    path = Path(joined).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        abort(404)
+    return path
+
+
+@bp.get("/<int:id>/poster")
+@login_required
+def media_poster(id: int):
+    """The full-size poster frame of a processed video; else the preview, or the placeholder."""
+    item = viewable_media(id)
+    if item.is_ready and item.poster_path:
+        return _send_user_file(
+            media.file_path(current_app.config["MEDIA_ROOT"], item, item.poster_path),
+            "image/jpeg")
+    return _preview_response(item)
 
 
 @bp.get("/<int:id>/thumbnail")
@@ -208,6 +337,10 @@ def media_thumbnail(id: int):
     if not media.preview_token_valid(request.args.get("token", ""), item,
                                      current_app.config["SECRET_KEY"]):
         item = viewable_media(id)
+    return _preview_response(item)
+
+
+def _preview_response(item: Media):
     preview = media.preview_file(item)
     if preview is None:
         return redirect(url_for("static", filename=media.placeholder(item.mime_type)))
