@@ -1,15 +1,22 @@
-# make run: set up and serve on http://127.0.0.1:5000 (SQLite in ./instance by default).
+# make run: set up and serve on http://127.0.0.1:5000 (SQLite in ./instance by default), with
+#   the background workers (media processing, upkeep) beside the web server.
+# make worker: the background workers alone (another terminal or host).
 # make test: install the test tools and run the lint and the whole test suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
+CELERY := $(BIN)/celery -A wsgi.celery
+# Two worker nodes: transcodes (long, one at a time) never hold up short jobs (roster syncs,
+# previews, upkeep); the short node also runs the scheduler (-B) on this single host.
+WORKERS_CMD := $(CELERY) worker -Q long -c 1 -n long@%h --loglevel INFO & \
+	$(CELERY) worker -Q short -c 2 -n short@%h -B --loglevel INFO &
 ADMIN_USERNAME ?= admin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 WORKERS ?= 2
 
-.PHONY: run test lint install clean browser
+.PHONY: run worker test lint install clean browser ffmpeg
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +32,26 @@ $(VENV)/.test-installed: requirements.txt requirements-test.txt | $(BIN)/python
 
 install: $(VENV)/.installed
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed ffmpeg
 	$(FLASK) db upgrade
 	$(FLASK) keys ensure
 	$(FLASK) create-admin $(ADMIN_USERNAME) --if-missing --generate-password
+	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; $(WORKERS_CMD) \
 	$(BIN)/gunicorn -c gunicorn.conf.py --workers $(WORKERS) --bind $(HOST):$(PORT) wsgi:app
+
+worker: $(VENV)/.installed ffmpeg
+	$(FLASK) db upgrade
+	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; $(WORKERS_CMD) wait
+
+# Media processing needs Debian's ffmpeg; installed here when missing (needs root, as in CI).
+ffmpeg:
+	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg; \
+	  else \
+	    echo "ffmpeg missing (apt-get install ffmpeg): uploads will not be processed"; \
+	  fi; \
+	fi
 
 # The browser tests drive Debian's chromium; installed here when missing (needs root, as in CI).
 browser:
@@ -45,7 +67,7 @@ browser:
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.test-installed browser
+test: $(VENV)/.test-installed browser ffmpeg
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
