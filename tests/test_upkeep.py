@@ -70,3 +70,14 @@ def test_brokers_by_setting(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     assert celery_config(create_app())["broker_url"].startswith("amqp://")
+
+
+def test_platform_keys_are_refreshed_before_a_launch_needs_them(lms, db, make_platform):
+    silent = make_platform(key_set_url="https://127.0.0.1:9/certs.php")  # answers nothing
+    lms.rotate_key(2)
+    job = _run_scheduled("platforms.refresh_keys")
+    assert job.state is JobState.DONE
+    platform = db.session.get(LTIPlatform, lms.platform.id, populate_existing=True)
+    assert [k["kid"] for k in platform.key_set["keys"]] == ["moodle-key-3"]
+    assert platform.key_set_updated is not None
+    assert db.session.get(LTIPlatform, silent.id).key_set is None, "kept what it had"

@@ -6,9 +6,11 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import select
 
 from ..extensions import db
-from . import audit, jobs
+from ..models import LTIPlatform
+from . import audit, jobs, jwks
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +40,21 @@ def forget_finished_jobs(context: jobs.Context) -> None:
     removed = jobs.remove_finished(JOBS_KEPT)
     db.session.commit()
     log.info("Forgot %d finished jobs", removed)
+
+
+@jobs.handler("platforms.refresh_keys", queue=jobs.SHORT)
+def refresh_platform_keys(context: jobs.Context) -> None:
+    """Fetch every active platform's keyset, so a key it rotated in is known before the next
+    launch needs it. A platform that does not answer keeps its stored keys and is logged."""
+    platforms = list(db.session.scalars(
+        select(LTIPlatform).where(LTIPlatform.active.is_(True)).order_by(LTIPlatform.id)))
+    failed = []
+    for n, platform in enumerate(platforms, 1):
+        try:
+            jwks.refresh_platform_keys(platform)
+        except jwks.JWKSFetchError as e:
+            log.warning("Keys of platform %r not refreshed: %s", platform.name, e)
+            failed.append(platform.name)
+        context.progress(100 * n // len(platforms))
+    if failed and len(failed) == len(platforms):
+        raise jobs.Transient(f"No platform's keyset could be fetched ({', '.join(failed)})")
