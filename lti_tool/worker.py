@@ -17,9 +17,11 @@ from typing import Any
 
 from celery import Celery, Task, shared_task
 from celery.schedules import crontab
+from celery.signals import worker_process_init
 from flask import Flask
 from kombu import Queue
 
+from .extensions import db
 from .services import jobs, processing, upkeep  # noqa: F401 (their handlers register)
 
 SWEEP_EVERY = 60  # seconds between sweeps for stopped workers and unsent jobs
@@ -107,6 +109,13 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     app.config["JOB_TIME_LIMITS"] = time_limits(app.config)
+
+    @worker_process_init.connect(weak=False)
+    def fresh_connections(**kwargs: object) -> None:
+        # A forked pool process must not share the parent's database connections.
+        with app.app_context():
+            db.engine.dispose(close=False)
+
     return celery
 
 

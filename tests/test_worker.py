@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lti_tool.models import Job, JobState, Media, MediaStatus
+from lti_tool.models import Job, JobState, LTIPlatform, Media, MediaStatus
 from lti_tool.services import jobs, media, processing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,8 @@ def make_clip(path: Path, seconds: int, size: str = "320x240") -> Path:
 
 
 @contextmanager
-def worker(app, name: str) -> Iterator[subprocess.Popen]:
+def worker(app, name: str, queues: str = "short,long",
+           stop: signal.Signals = signal.SIGQUIT) -> Iterator[subprocess.Popen]:
     """`celery -A wsgi.celery worker` on both queues, on the test's database, instance folder
     and broker; stopped (or found already killed) on exit."""
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
@@ -45,7 +46,7 @@ def worker(app, name: str) -> Iterator[subprocess.Popen]:
             "INSTANCE_PATH": app.instance_path}
     log = open(Path(app.instance_path).parent / f"{name}.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "wsgi.celery", "worker", "-Q", "short,long",
+        [sys.executable, "-m", "celery", "-A", "wsgi.celery", "worker", "-Q", queues,
          "-c", "1", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
          "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -53,7 +54,7 @@ def worker(app, name: str) -> Iterator[subprocess.Popen]:
         yield process
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, stop)  # SIGQUIT: cold shutdown, running jobs stop too
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -107,7 +108,7 @@ def test_a_worker_processes_an_upload_through_the_broker(app, db, tmp_path):
 
 def test_a_worker_killed_mid_transcode_leaves_no_half_files_and_the_job_runs_again(
         app, db, tmp_path):
-    item = add_video(app, db, make_clip(tmp_path / "long.mp4", 40, "640x360"))
+    item = add_video(app, db, make_clip(tmp_path / "long.mp4", 20, "640x360"))
     with worker(app, "doomed") as doomed:
         wait_for(db, lambda: db.session.scalar(sa.select(Job.state)) is JobState.RUNNING,
                  what="the transcode to start")
@@ -135,3 +136,17 @@ def test_a_worker_killed_mid_transcode_leaves_no_half_files_and_the_job_runs_aga
     assert leftovers(app) == [], "no half-written files"
     renditions = [p for p in Path(app.config["MEDIA_ROOT"]).rglob("*.r*") if p.is_dir()]
     assert [p.name for p in renditions] == [Path(item.file_path).stem + f".r{job.id}"]
+
+
+def test_short_jobs_do_not_wait_behind_a_transcode(app, db, tmp_path, lms):
+    add_video(app, db, make_clip(tmp_path / "long.mp4", 30, "640x360"))
+    with worker(app, "long", "long", signal.SIGKILL), worker(app, "short", "short"):
+        transcode = db.session.scalar(sa.select(Job).where(Job.kind == "media.process"))
+        wait_for(db, lambda: db.session.get(Job, transcode.id).state is JobState.RUNNING,
+                 what="the transcode to start")
+        refresh = jobs.submit("platforms.refresh_keys", subject="platforms.refresh_keys")
+        wait_for(db, lambda: db.session.get(Job, refresh.id).state is JobState.DONE,
+                 what="the short job to run")
+        assert db.session.get(Job, transcode.id).state is JobState.RUNNING, (
+            "the short job ran while the transcode was still running")
+        assert db.session.get(LTIPlatform, lms.platform.id).key_set is not None
