@@ -73,13 +73,19 @@ def _own_upload(upload_id: str) -> Upload:
 
 def _state(upload: Upload, offset: int, status: int = 204) -> Response:
     """204 with the upload's offset, and once complete where its item (and the page the
-    teacher came from) is."""
+    teacher came from) is.
+
+    Every answer that tells the browser the upload is complete also says so on the next page:
+    the answer to the last part may be lost with the connection, and a HEAD or repeated part
+    then brings the news (the browser forgets the upload once it has heard it).
+    """
     response = _plain(status, **{"Upload-Offset": str(offset),
                               "Upload-Length": str(upload.length)})
     if uploads.is_complete(upload):
         item_url = url_for(".media_detail", id=upload.media_id)
         response.headers["Upload-Media-Location"] = item_url
         response.headers["Upload-Next-Location"] = (upload.details or {}).get("next", item_url)
+        flash(f"Added “{(upload.details or {}).get('title', '')}”.")
     else:
         response.headers["Upload-Expires"] = http_date(uploads.expires_at(upload, _expiry()))
     return response
@@ -150,7 +156,6 @@ def upload_patch(upload_id: str):
             db.session.commit()
     if item is not None:
         jobs.dispatch(job)
-        flash(f"Added “{item.title}”.")
     return _state(upload, upload.offset)
 
 
