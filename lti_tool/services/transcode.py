@@ -1,0 +1,594 @@
+"""The ffmpeg pipeline: probe an upload, make web-playable renditions, all or nothing."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import glob
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+PRESET = "veryfast"  # 2 vCPUs: ~1.2x slower than real time for 1080p (reference, §2)
+CRF = 23
+AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+MAX_FPS = 60  # Apple's HLS spec; also caps phones' 120/240 fps slow-motion
+KEYFRAME_SECONDS = 2  # every rung has a keyframe on the same 2 s grid: switchable segments
+HLS_SEGMENT_SECONDS = 4
+# (short edge, peak video bit rate): the HLS ladder; the MP4 uses the rate of its own size.
+RUNGS = ((360, 800_000), (720, 2_800_000), (1080, 5_000_000))
+PLAYBACK_MAX = RUNGS[-1][0]  # the MP4 is capped at 1080p (long edge 1920)
+POSTER_AT = 1.0  # seconds in, to skip a black first frame; at most half the duration
+PREVIEW_SIZE = 320  # pixels: fits in this square, as media.PREVIEW_WIDTH
+PROBE_TIMEOUT = 60  # seconds: ffprobe reads headers only, a hang means a hostile file
+IMAGE_FORMATS = {"image2", "tty", "gif"}  # plus every "*_pipe" demuxer (png_pipe, jpeg_pipe…)
+HDR_TRANSFERS = {"arib-std-b67", "smpte2084"}  # HLG, PQ
+TONE_MAP = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+            "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv")
+BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+PR_SET_PDEATHSIG = 1
+
+NO_STREAMS = "This file has no video or audio stream."
+DAMAGED = "This file is damaged or incomplete: upload it again."
+UNSUPPORTED = "This file uses a codec the tool cannot convert."
+NO_SPACE = "The server ran out of disk space while converting this file; it will try again."
+INTERRUPTED = "Converting this file was interrupted; it will try again."
+TOO_LONG = "Converting this file took too long and was stopped; it will try again."
+FAILED = "This file could not be converted."
+DAMAGE_MARKERS = ("moov atom not found", "Invalid data found", "partial file",
+                  "File ended prematurely", "corrupt input packet", "EBML header parsing failed")
+CODEC_MARKERS = ("Decoder (codec", "Unknown decoder", "unsupported codec", "Unsupported codec",
+                 "Could not find codec parameters")
+
+
+class ProcessingFailed(Exception):
+    """Processing stopped: `reason` is for the teacher, `transient` says a retry may succeed."""
+
+    def __init__(self, reason: str, *, transient: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    index: int
+    codec: str
+    profile: str | None
+    pix_fmt: str | None
+    width: int  # as stored, before rotation
+    height: int
+    rotation: int  # 0, 90, 180 or 270
+    display_width: int  # as shown: rotation and pixel aspect applied
+    display_height: int
+    frame_rate: Fraction | None  # avg_frame_rate: r_frame_rate is a guess on phone VFR video
+    color_transfer: str | None
+    color_primaries: str | None
+    interlaced: bool
+
+    @property
+    def hdr(self) -> bool:
+        return self.color_transfer in HDR_TRANSFERS or self.color_primaries == "bt2020"
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int
+    codec: str
+    channels: int | None
+    sample_rate: int | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    duration: float | None
+    size: int | None
+    format_name: str
+    video: VideoStream | None  # None for audio with cover art: the picture is no video
+    audio: AudioStream | None
+    cover_index: int | None  # the attached picture's stream, used as an audio file's poster
+
+
+@dataclass
+class Renditions:
+    """What `process` made; paths are relative to its output folder."""
+
+    kind: str  # "video" | "audio"
+    playback: str
+    hls: str | None
+    poster: str | None
+    preview: str | None
+    duration: float | None
+    width: int | None  # of the playback file, rotation applied
+    height: int | None
+    probe: Probe
+
+
+@dataclass
+class _Step:
+    name: str
+    weight: float  # a guess at its share of the work, for one overall percent
+    run: Callable[[Callable[[float], None]], None]
+
+
+# -- probing -------------------------------------------------------------------------------
+
+def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> Probe:
+    """What ffprobe says about `path`; ProcessingFailed if it holds nothing to play."""
+    command = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+               str(path)]
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=max(timeout, 0.01),
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired as error:
+        raise ProcessingFailed(TOO_LONG, transient=True) from error
+    if result.returncode != 0:
+        raise _failure(result.returncode, result.stderr.decode("utf-8", "replace"))
+    found = _parse_probe(json.loads(result.stdout.decode("utf-8", "replace") or "{}"))
+    if found.video is None and found.audio is None:
+        raise ProcessingFailed(NO_STREAMS)
+    return found
+
+
+def _parse_probe(data: dict) -> Probe:
+    fmt = data.get("format", {})
+    streams = data.get("streams", [])
+    format_name = fmt.get("format_name", "")
+    if format_name in IMAGE_FORMATS or format_name.endswith("_pipe"):
+        streams = []
+    cover = next((s for s in streams if _is_cover(s)), None)
+    video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover(s)),
+                 None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    chosen = video or audio or {}
+    duration = (_number(chosen.get("duration")) or _number(fmt.get("duration"))
+                or _clock(chosen.get("tags", {}).get("DURATION")))
+    return Probe(duration=duration, size=_integer(fmt.get("size")), format_name=format_name,
+                 video=_video(video) if video else None, audio=_audio(audio) if audio else None,
+                 cover_index=cover["index"] if cover and not video else None)
+
+
+def _is_cover(stream: dict) -> bool:
+    return stream.get("codec_type") == "video" and bool(
+        stream.get("disposition", {}).get("attached_pic"))
+
+
+def _video(s: dict) -> VideoStream:
+    width, height = _integer(s.get("width")) or 0, _integer(s.get("height")) or 0
+    rotation = _rotation(s)
+    sar = _fraction(s.get("sample_aspect_ratio"))
+    display_width = round(width * sar) if sar else width
+    display_height = height
+    if rotation % 180 == 90:
+        display_width, display_height = display_height, display_width
+    return VideoStream(
+        index=s["index"], codec=s.get("codec_name", "unknown"), profile=s.get("profile"),
+        pix_fmt=s.get("pix_fmt"), width=width, height=height, rotation=rotation,
+        display_width=display_width, display_height=display_height,
+        frame_rate=_fraction(s.get("avg_frame_rate")), color_transfer=s.get("color_transfer"),
+        color_primaries=s.get("color_primaries"),
+        interlaced=s.get("field_order") in ("tt", "tb", "bt", "bb"))
+
+
+def _audio(s: dict) -> AudioStream:
+    return AudioStream(index=s["index"], codec=s.get("codec_name", "unknown"),
+                       channels=_integer(s.get("channels")),
+                       sample_rate=_integer(s.get("sample_rate")))
+
+
+def _rotation(stream: dict) -> int:
+    """Degrees from the Display Matrix side data (tags.rotate on files from old tools)."""
+    for item in stream.get("side_data_list", []):
+        if item.get("side_data_type") == "Display Matrix" and "rotation" in item:
+            return round(float(item["rotation"])) % 360
+    return round(_number(stream.get("tags", {}).get("rotate")) or 0) % 360
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and number >= 0 else None  # NaN and negatives: unknown
+
+
+def _integer(value) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _fraction(value) -> Fraction | None:
+    try:
+        number = Fraction(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if number > 0 else None
+
+
+def _clock(value: str | None) -> float | None:
+    """Seconds from Matroska's "HH:MM:SS.fffffffff" tag."""
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", (value or "").strip())
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+# -- the pipeline --------------------------------------------------------------------------
+
+def process(source: Path, out_dir: Path, progress: Callable[[int], None] | None = None, *,
+            time_limit: float | None = None, timings: dict[str, float] | None = None
+            ) -> Renditions:
+    """Make `out_dir` hold web-playable renditions of `source`, or leave it untouched.
+
+    Everything is written to a hidden sibling folder renamed to `out_dir` once complete, so a
+    killed run never leaves half a rendition behind (its leftovers are removed by the next run
+    for the same `out_dir`: one run per `out_dir` at a time). `progress` gets one overall percent
+    whenever it changes; an exception it raises stops ffmpeg and is re-raised. `time_limit`
+    (seconds) stops the run with a transient ProcessingFailed. `timings`, if given, receives the
+    wall time of each step.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    deadline = time.monotonic() + time_limit if time_limit else None
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.part-{uuid.uuid4().hex}"
+    try:
+        started = time.monotonic()
+        found = probe(source, timeout=_remaining(deadline, PROBE_TIMEOUT))
+        if timings is not None:
+            timings["probe"] = time.monotonic() - started
+        work.mkdir()
+        steps, result = (_video_plan if found.video else _audio_plan)(source, work, found,
+                                                                     deadline)
+        _run_steps(steps, progress, timings)
+        result = _measured(work, result, deadline)
+        if progress:
+            progress(100)
+        _replace(work, out_dir)
+        return result
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise ProcessingFailed(NO_SPACE, transient=True) from error
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _video_plan(source: Path, work: Path, found: Probe, deadline: float | None):
+    video = found.video
+    playback = _fit(video.display_width, video.display_height, PLAYBACK_MAX)
+    mp4 = work / "video.mp4"
+    steps = [_Step("video.mp4", 1.0, partial(
+        _encode, _mp4_args(source, mp4, found, playback), found.duration, deadline=deadline))]
+    sizes = {_fit(video.display_width, video.display_height, edge) for edge, _ in RUNGS}
+    rungs = sorted((size for size in sizes if _area(size) <= _area(playback)), key=_area)
+    for size in rungs:
+        copy = size == playback
+        weight = 0.05 if copy else 0.1 + _area(size) / _area(playback)
+        steps.append(_Step(f"hls/{min(size)}p" + (" (copy)" if copy else ""), weight, partial(
+            _hls_rung, mp4, work / "hls" / f"{min(size)}p", None if copy else size,
+            found.duration, deadline=deadline)))
+    steps.append(_Step("hls/master.m3u8", 0.0,
+                       lambda report: _write_master(work / "hls", rungs)))
+    seek = min(POSTER_AT, (found.duration or 0) / 2)
+    steps.append(_Step("poster", 0.02, partial(_pictures, mp4, "0:v:0", seek, work,
+                                               deadline=deadline)))
+    result = Renditions(kind="video", playback="video.mp4", hls="hls/master.m3u8",
+                        poster="poster.jpg", preview="preview.jpg", duration=None,
+                        width=None, height=None, probe=found)
+    return steps, result
+
+
+def _audio_plan(source: Path, work: Path, found: Probe, deadline: float | None):
+    args = ["-i", str(source), "-map", f"0:{found.audio.index}", "-vn", "-sn", "-dn",
+            "-map_metadata", "-1", "-map_chapters", "-1", *AUDIO, "-movflags", "+faststart",
+            str(work / "audio.m4a")]
+    steps = [_Step("audio.m4a", 1.0, partial(_encode, args, found.duration,
+                                             deadline=deadline))]
+    cover = found.cover_index is not None
+    if cover:
+        steps.append(_Step("poster", 0.02, partial(
+            _pictures, source, f"0:{found.cover_index}", 0, work, deadline=deadline)))
+    result = Renditions(kind="audio", playback="audio.m4a", hls=None,
+                        poster="poster.jpg" if cover else None,
+                        preview="preview.jpg" if cover else None, duration=None, width=None,
+                        height=None, probe=found)
+    return steps, result
+
+
+def _encode(args: list[str], duration: float | None, report: Callable[[float], None], *,
+            deadline: float | None) -> None:
+    """The playback file. ffmpeg reads a truncated MP4 or WebM to where it stops and exits 0:
+    a much shorter output with the demuxer's complaint in the log means a damaged upload."""
+    out_seconds, stderr = _run_ffmpeg(args, duration, report, deadline)
+    if duration and out_seconds < 0.9 * duration:
+        if any(marker in stderr for marker in DAMAGE_MARKERS):
+            raise ProcessingFailed(DAMAGED)
+
+
+def _run_steps(steps: list[_Step], progress: Callable[[int], None] | None,
+               timings: dict[str, float] | None) -> None:
+    """Run each step, turning each one's 0..1 fraction into one overall percent."""
+    total = sum(step.weight for step in steps) or 1.0
+    done = 0.0
+    last = -1
+
+    def report(fraction: float) -> None:
+        nonlocal last
+        percent = min(99, int(100 * (done + step.weight * fraction) / total))
+        if progress and percent != last:
+            last = percent
+            progress(percent)
+
+    for step in steps:
+        report(0)
+        started = time.monotonic()
+        step.run(report)
+        if timings is not None:
+            timings[step.name] = time.monotonic() - started
+        done += step.weight
+
+
+def _fit(width: int, height: int, short_edge: int) -> tuple[int, int]:
+    """The even size that fits a `short_edge`p box turned like the picture, never enlarged."""
+    long_edge = short_edge * 16 // 9
+    box = (long_edge, short_edge) if width >= height else (short_edge, long_edge)
+    scale = min(1.0, box[0] / width, box[1] / height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _max_rate(size: tuple[int, int]) -> int:
+    return next((rate for edge, rate in RUNGS if min(size) <= edge), RUNGS[-1][1])
+
+
+def _x264(size: tuple[int, int]) -> list[str]:
+    """H.264 High, CRF capped by a peak rate (so HLS BANDWIDTH counts video), keyframes on the
+    same grid in every rung (no scene-cut keyframes) so their segments line up."""
+    rate = _max_rate(size)
+    return ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-profile:v", "high",
+            "-maxrate", str(rate), "-bufsize", str(2 * rate), "-sc_threshold", "0",
+            "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})"]
+
+
+def _mp4_args(source: Path, out: Path, found: Probe, size: tuple[int, int]) -> list[str]:
+    video = found.video
+    filters = ["bwdif"] if video.interlaced else []
+    filters.append(f"scale={size[0]}:{size[1]}")  # before tone mapping: fewer pixels to map
+    colours = []
+    if video.hdr and video.color_transfer in HDR_TRANSFERS and _has_filter("zscale"):
+        filters.append(TONE_MAP)
+        colours = BT709
+    filters += ["setsar=1", "format=yuv420p"]  # 8-bit 4:2:0: 10-bit would make High 10
+    rate = video.frame_rate
+    timing = (["-fps_mode", "cfr", "-r", str(min(rate, MAX_FPS))] if rate
+              else ["-fps_mode", "vfr"])
+    audio = ["-map", f"0:{found.audio.index}", *AUDIO] if found.audio else []
+    return ["-i", str(source), "-map", f"0:{video.index}", *audio, "-sn", "-dn",
+            "-map_metadata", "-1", "-map_chapters", "-1", "-vf", ",".join(filters), *timing,
+            *_x264(size), *colours, "-movflags", "+faststart", str(out)]
+
+
+def _hls_rung(mp4: Path, rung: Path, size: tuple[int, int] | None, duration: float | None,
+              report: Callable[[float], None], *, deadline: float | None) -> None:
+    """One rung from the finished MP4: copied when it is the MP4's size (`size` None), else
+    scaled down; decoding the MP4 is cheaper than the source and it is already tone-mapped."""
+    rung.mkdir(parents=True)
+    video = ["-c:v", "copy"]
+    if size:
+        video = ["-vf", f"scale={size[0]}:{size[1]}", *_x264(size)]
+    _run_ffmpeg([
+        "-i", str(mp4), "-map", "0:v:0", "-map", "0:a:0?", *video, "-c:a", "copy",
+        "-f", "hls", "-hls_time", str(HLS_SEGMENT_SECONDS), "-hls_playlist_type", "vod",
+        "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+        "-hls_flags", "independent_segments",
+        "-hls_segment_filename", str(rung / "seg_%03d.m4s"), str(rung / "index.m3u8"),
+    ], duration, report, deadline)
+
+
+def _write_master(hls: Path, sizes: list[tuple[int, int]]) -> None:
+    """The master playlist, BANDWIDTH being each rung's measured peak segment bit rate."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for width, height in sizes:
+        rung = hls / f"{min(width, height)}p"
+        peak, average = _bit_rates(rung / "index.m3u8")
+        codecs = _codecs((rung / "init.mp4").read_bytes())
+        lines += [f"#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},"
+                  f'RESOLUTION={width}x{height},CODECS="{codecs}"', f"{rung.name}/index.m3u8"]
+    (hls / "master.m3u8").write_text("\n".join(lines) + "\n")
+
+
+def _bit_rates(playlist: Path) -> tuple[int, int]:
+    """Peak and average bits per second over the playlist's segments (RFC 8216 BANDWIDTH)."""
+    peak = total_bits = total_seconds = 0
+    seconds = None
+    for line in playlist.read_text().splitlines():
+        if line.startswith("#EXTINF:"):
+            seconds = float(line[8:].split(",")[0])
+        elif line and not line.startswith("#") and seconds:
+            bits = (playlist.parent / line).stat().st_size * 8
+            peak = max(peak, bits / seconds)
+            total_bits, total_seconds = total_bits + bits, total_seconds + seconds
+            seconds = None
+    return round(peak), round(total_bits / total_seconds) if total_seconds else 0
+
+
+def _codecs(init: bytes) -> str:
+    """RFC 6381 codecs: avc1.PPCCLL from the avcC box, plus AAC-LC when there is sound."""
+    at = init.find(b"avcC") + 4
+    codecs = "avc1." + init[at + 1:at + 4].hex()
+    return codecs + (",mp4a.40.2" if b"mp4a" in init else "")
+
+
+def _pictures(source: Path, stream: str, seek: float, work: Path,
+              report: Callable[[float], None], *, deadline: float | None) -> None:
+    """poster.jpg at full size and preview.jpg in a PREVIEW_SIZE square, from one frame.
+
+    A seek past the end makes ffmpeg exit 0 and write nothing: then the first frame it is.
+    (Any -ss, even 0, loses an audio file's cover picture.)
+    """
+    small = (f"scale=w='min({PREVIEW_SIZE},iw)':h='min({PREVIEW_SIZE},ih)'"
+             ":force_original_aspect_ratio=decrease")
+    for at in dict.fromkeys((seek, 0)):
+        _run_ffmpeg([*(["-ss", f"{at:.3f}"] if at else []), "-i", str(source), "-filter_complex",
+                     f"[{stream}]split=2[poster][small];[small]{small}[preview]",
+                     "-map", "[poster]", "-frames:v", "1", "-q:v", "3", str(work / "poster.jpg"),
+                     "-map", "[preview]", "-frames:v", "1", "-q:v", "4",
+                     str(work / "preview.jpg")], None, report, deadline)
+        if (work / "poster.jpg").exists() and (work / "preview.jpg").exists():
+            return
+    raise ProcessingFailed(FAILED)
+
+
+def _measured(work: Path, result: Renditions, deadline: float | None) -> Renditions:
+    """Duration and size of the playback file as made; every promised file must exist."""
+    for name in (result.playback, result.hls, result.poster, result.preview):
+        if name and not (work / name).is_file():
+            log.warning("transcode: %s missing after a successful run", name)
+            raise ProcessingFailed(FAILED)
+    made = probe(work / result.playback, timeout=_remaining(deadline, PROBE_TIMEOUT))
+    result.duration = made.duration
+    if made.video:
+        result.width, result.height = made.video.display_width, made.video.display_height
+    return result
+
+
+def _replace(work: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.part-old-{uuid.uuid4().hex}"
+        out_dir.rename(old)
+        work.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(out_dir)
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Temp folders of an earlier run for this output that was killed before cleaning up."""
+    for leftover in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.part-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+# -- running ffmpeg ------------------------------------------------------------------------
+
+def _run_ffmpeg(args: list[str], duration: float | None, report: Callable[[float], None],
+                deadline: float | None) -> tuple[float, str]:
+    """Run ffmpeg, reporting the fraction done from `-progress`; ProcessingFailed on failure.
+
+    ffmpeg gets its own process group (killed as one) and dies with this process, so a
+    SIGKILLed worker leaves nothing writing. Returns the seconds of output written and the
+    tail of its warnings, which go to a file: a pipe nobody reads could fill and block it.
+    """
+    command = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "warning", "-nostats",
+               "-progress", "pipe:1", "-y", *args]
+    timed_out = threading.Event()
+    out_seconds = 0.0
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=errors, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
+        timer = None
+        if deadline is not None:
+            timer = threading.Timer(max(deadline - time.monotonic(), 0),
+                                    lambda: (timed_out.set(), _kill(process, wait=False)))
+            timer.start()
+        try:
+            for line in process.stdout:
+                key, _, value = line.strip().partition(b"=")
+                if key == b"out_time_us" and value.isdigit():
+                    out_seconds = int(value) / 1_000_000
+                    if duration:
+                        report(min(1.0, out_seconds / duration))
+            process.wait()
+        finally:
+            if timer:
+                timer.cancel()
+            if process.returncode is None:
+                _kill(process)
+            process.stdout.close()
+        errors.seek(0)
+        stderr = errors.read()[-16_384:].decode("utf-8", "replace")
+    if timed_out.is_set():
+        raise ProcessingFailed(TOO_LONG, transient=True)
+    if process.returncode != 0:
+        raise _failure(process.returncode, stderr)
+    return out_seconds, stderr
+
+
+def _kill(process: subprocess.Popen, *, wait: bool = True) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if wait:
+        process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl: nobody will collect the result
+        os._exit(1)
+
+
+def _failure(returncode: int, stderr: str) -> ProcessingFailed:
+    """The teacher's reason for an ffmpeg/ffprobe failure, logged with ffmpeg's own words."""
+    last = stderr.strip().splitlines()[-1:] or [""]
+    log.warning("transcode: ffmpeg exited %s: %s", returncode, last[0][:500])
+    if "No space left on device" in stderr:
+        return ProcessingFailed(NO_SPACE, transient=True)
+    if returncode < 0 or "received signal" in stderr:
+        return ProcessingFailed(INTERRUPTED, transient=True)
+    if any(marker in stderr for marker in CODEC_MARKERS):
+        return ProcessingFailed(UNSUPPORTED)
+    if any(marker in stderr for marker in DAMAGE_MARKERS):
+        return ProcessingFailed(DAMAGED)
+    return ProcessingFailed(FAILED)
+
+
+def _remaining(deadline: float | None, cap: float) -> float:
+    if deadline is None:
+        return cap
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ProcessingFailed(TOO_LONG, transient=True)
+    return min(cap, left)
+
+
+_filters: set[str] | None = None
+
+
+def _has_filter(name: str) -> bool:
+    """Whether this ffmpeg build has a filter (zscale needs libzimg), asked once."""
+    global _filters
+    if _filters is None:
+        listing = subprocess.run([FFMPEG, "-hide_banner", "-filters"], capture_output=True,
+                                 text=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
+        _filters = {line.split()[1] for line in listing.stdout.splitlines()
+                    if len(line.split()) > 1}
+    return name in _filters
