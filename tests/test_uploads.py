@@ -344,3 +344,17 @@ def test_abandoned_uploads_are_removed_and_fresh_ones_kept(tus, db, app):
     assert parts == {f"{fresh.id}.part", "just-created.part"}
     assert count(db, Media) == 1, "the finished upload's item stays"
     assert tus.head(fresh_url).headers["Upload-Offset"] == "5000"
+
+
+def test_an_item_that_cannot_be_added_leaves_no_file_and_no_row(tus, db, app):
+    url = tus.create(len(VIDEO), category=str(course(db).id)).headers["Location"]
+    tus.patch(url, 0, VIDEO[:100_000])
+    upload = db.session.get(Upload, url.rsplit("/", 1)[1])
+    upload.details = upload.details | {"title": "x" * 300}  # refused when the item is added
+    db.session.commit()
+    response = tus.patch(url, 100_000, VIDEO[100_000:])
+    assert response.status_code == 500 and response.mimetype == "text/plain"
+    assert "could not be saved" in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert count(db, Upload) == count(db, Media) == 0
+    assert files(app) == []

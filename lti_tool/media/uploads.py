@@ -133,7 +133,7 @@ def upload_patch(upload_id: str):
     if uploads.is_complete(upload):  # a repeated last part: the item exists already
         return _state(upload, upload.offset)
     root = current_app.config["MEDIA_ROOT"]
-    item = job = None
+    job = None
     with uploads.locked(root, upload) as part:
         try:
             uploads.receive(upload, request.stream, part,
@@ -150,12 +150,10 @@ def upload_patch(upload_id: str):
                 uploads.discard(upload, root)
                 db.session.commit()
                 return _plain(403, "You may no longer add media to this course.")
-            item, job = uploads.complete(upload, root)
-            uploads.commit_or_discard(upload.id, item, root)
+            _, job = uploads.finish(upload, root)
         else:
             db.session.commit()
-    if item is not None:
-        jobs.dispatch(job)
+    jobs.dispatch(job)
     return _state(upload, upload.offset)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 
 from ..errors import ValidationError, human_size
 from ..extensions import db
-from ..models import Category, Media, Upload, User, Visibility, utcnow
+from ..models import Category, Job, Media, Upload, User, Visibility, utcnow
 from . import media, processing, users
 from .media import CHUNK, EXTENSIONS
 
@@ -201,46 +201,42 @@ def receive(upload: Upload, stream: BinaryIO, part: BinaryIO, offset: int | None
         _record(upload, written)
 
 
-def complete(upload: Upload, root: str):
-    """Move the finished part file into place under a generated name, add its item and queue
-    its processing (flushed; commit with `commit_or_discard`, then `jobs.dispatch(job)`).
+def finish(upload: Upload, root: str) -> tuple[Media, Job | None]:
+    """Turn a complete upload into its item: move the part file into place under a generated
+    name, add the item, queue its processing, and commit (then `jobs.dispatch(job)`).
 
-    Returns (item, job or None). If adding the item fails, its files are gone.
+    If any step fails, neither a file nor a row of this upload is left (the teacher uploads
+    again), and the error is re-raised.
     """
+    upload_id = upload.id
     name = uuid.uuid4().hex
     relative = f"{name[:2]}/{name}.{EXTENSIONS[upload.mime_type]}"
-    target = media.media_root(root) / relative
-    target.parent.mkdir(exist_ok=True)
-    os.replace(part_path(root, upload.id), target)
+    files = [relative]
     details = upload.details or {}
     try:
+        target = media.media_root(root) / relative
+        target.parent.mkdir(exist_ok=True)
+        os.replace(part_path(root, upload_id), target)
         item = media.add_stored_media(
             root, relative, upload.mime_type, upload.length, title=details.get("title", ""),
             original_filename=details.get("filename", ""),
             description=details.get("description", ""), owner=upload.user,
             category=upload.category, visibility=Visibility(details.get("visibility")),
         )
-    except Exception:
-        media.discard_file(root, relative)
-        raise
-    upload.media_id = item.id
-    db.session.flush()
-    return item, processing.queue_processing(item)
-
-
-def commit_or_discard(upload_id: str, item: Media, root: str) -> None:
-    """Commit a completed upload; if the commit fails, neither its files nor its upload row
-    are left (the teacher uploads again), and the error is re-raised."""
-    files = media.stored_files(item)
-    try:
+        files = media.stored_files(item)
+        upload.media_id = item.id
+        job = processing.queue_processing(item)
         db.session.commit()
     except Exception:
         db.session.rollback()
-        for relative in files:
-            media.discard_file(root, relative)
+        for path in files:
+            media.discard_file(root, path)
+        part_path(root, upload_id).unlink(missing_ok=True)
         db.session.execute(delete(Upload).where(Upload.id == upload_id))
         db.session.commit()
         raise
+    log.info("Upload %s became media %s", upload_id, item.id)
+    return item, job
 
 
 def discard(upload: Upload, root: str) -> None:
