@@ -215,3 +215,26 @@ def test_choosing_the_same_file_again_after_the_tab_was_closed_resumes_it(
     assert after_reload and after_reload[0] >= 25, "carried on from the first attempt"
     assert after_reload[-1] == 100
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Media)) == 1
+
+
+def test_a_refused_file_is_explained_beside_the_form_and_leaves_nothing(
+    browser_factory, site_lms, network, tmp_path, db, app  # noqa: F811
+):
+    from selenium.webdriver.common.by import By
+
+    from lti_tool.services.uploads import REFUSED_TYPE
+
+    from .test_media import REFUSED
+
+    page = tmp_path / "lecture.mp4"
+    page.write_bytes(REFUSED["html"] * 100)
+    driver = browser_factory()
+    open_upload_form(driver, site_lms)
+    choose_and_send(driver, page, "Not a video")
+    wait_for_text(driver, REFUSED_TYPE)
+    error = driver.find_element(By.CSS_SELECTOR, "[data-error]")
+    assert error.text == REFUSED_TYPE and error.get_attribute("role") == "alert"
+    assert driver.find_element(By.CSS_SELECTOR, "button[type=submit]").is_enabled()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Upload)) == 0
+    assert not [p for p in Path(app.config["MEDIA_ROOT"]).rglob("*") if p.is_file()]
+    assert_no_policy_violations(driver)
