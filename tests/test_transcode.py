@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -252,16 +253,26 @@ def test_a_picture_is_not_media(tmp_path):
 
 
 def ffmpeg_writing_under(folder: Path) -> list[str]:
-    """Command lines of running processes that mention `folder`."""
+    """Command lines of running ffmpeg processes that mention `folder`."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:
             continue
-        if str(folder) in command and proc.name != str(os.getpid()):
+        command = b" ".join(argv).decode("utf-8", "replace")
+        if Path(argv[0].decode()).name in ("ffmpeg", "ffprobe") and str(folder) in command:
             found.append(command)
     return found
+
+
+def wait_for(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_a_callback_that_raises_stops_ffmpeg_and_leaves_nothing(clips, tmp_path):
@@ -296,3 +307,25 @@ def test_leftovers_of_a_killed_run_are_removed_and_old_output_replaced(clips, tm
     transcode.process(clips["tone.wav"], tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["audio.m4a"]
+
+
+def test_a_killed_worker_leaves_no_ffmpeg_and_the_next_run_cleans_up(clips, tmp_path):
+    worker = subprocess.Popen([
+        sys.executable, "-c",
+        "import sys; from lti_tool.services import transcode;"
+        "transcode.process(sys.argv[1], sys.argv[2])",
+        str(clips["long.mp4"]), str(tmp_path / "out"),
+    ], cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert wait_for(lambda: any(command.endswith("video.mp4")
+                                    for command in ffmpeg_writing_under(tmp_path)))
+    finally:
+        worker.kill()
+        worker.wait()
+    assert wait_for(lambda: ffmpeg_writing_under(tmp_path) == [])
+    [leftover] = tmp_path.iterdir()
+    assert leftover.name.startswith(".out.part-")
+    half = leftover / "video.mp4"  # an orphaned ffmpeg would have finished it, index and all
+    assert not half.exists() or "moov" not in top_level_boxes(half)
+    transcode.process(clips["tone.wav"], tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -136,7 +137,8 @@ def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> Probe:
                str(path)]
     try:
         result = subprocess.run(command, capture_output=True, timeout=max(timeout, 0.01),
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL,
+                                preexec_fn=partial(_die_with_parent, os.getpid()))
     except subprocess.TimeoutExpired as error:
         raise ProcessingFailed(TOO_LONG, transient=True) from error
     if result.returncode != 0:
@@ -234,16 +236,16 @@ def _clock(value: str | None) -> float | None:
 # -- the pipeline --------------------------------------------------------------------------
 
 def process(source: Path, out_dir: Path, progress: Callable[[int], None] | None = None, *,
-            time_limit: float | None = None, timings: dict[str, float] | None = None
-            ) -> Renditions:
+            time_limit: float | None = None,
+            timings: dict[str, tuple[float, float]] | None = None) -> Renditions:
     """Make `out_dir` hold web-playable renditions of `source`, or leave it untouched.
 
     Everything is written to a hidden sibling folder renamed to `out_dir` once complete, so a
     killed run never leaves half a rendition behind (its leftovers are removed by the next run
     for the same `out_dir`: one run per `out_dir` at a time). `progress` gets one overall percent
     whenever it changes; an exception it raises stops ffmpeg and is re-raised. `time_limit`
-    (seconds) stops the run with a transient ProcessingFailed. `timings`, if given, receives the
-    wall time of each step.
+    (seconds) stops the run with a transient ProcessingFailed. `timings`, if given, receives each
+    step's wall time and its ffmpeg's CPU time, in seconds (for bench/transcode_bench.py).
     """
     source, out_dir = Path(source), Path(out_dir)
     deadline = time.monotonic() + time_limit if time_limit else None
@@ -251,10 +253,10 @@ def process(source: Path, out_dir: Path, progress: Callable[[int], None] | None 
     _remove_leftovers(out_dir)
     work = out_dir.parent / f".{out_dir.name}.part-{uuid.uuid4().hex}"
     try:
-        started = time.monotonic()
+        started = _clocks()
         found = probe(source, timeout=_remaining(deadline, PROBE_TIMEOUT))
         if timings is not None:
-            timings["probe"] = time.monotonic() - started
+            timings["probe"] = _since(started)
         work.mkdir()
         steps, result = (_video_plan if found.video else _audio_plan)(source, work, found,
                                                                      deadline)
@@ -325,7 +327,7 @@ def _encode(args: list[str], duration: float | None, report: Callable[[float], N
 
 
 def _run_steps(steps: list[_Step], progress: Callable[[int], None] | None,
-               timings: dict[str, float] | None) -> None:
+               timings: dict[str, tuple[float, float]] | None) -> None:
     """Run each step, turning each one's 0..1 fraction into one overall percent."""
     total = sum(step.weight for step in steps) or 1.0
     done = 0.0
@@ -340,11 +342,22 @@ def _run_steps(steps: list[_Step], progress: Callable[[int], None] | None,
 
     for step in steps:
         report(0)
-        started = time.monotonic()
+        started = _clocks()
         step.run(report)
         if timings is not None:
-            timings[step.name] = time.monotonic() - started
+            timings[step.name] = _since(started)
         done += step.weight
+
+
+def _clocks() -> tuple[float, float]:
+    """Wall time and the CPU time of finished children (ffmpeg runs are waited for)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.monotonic(), children.ru_utime + children.ru_stime
+
+
+def _since(started: tuple[float, float]) -> tuple[float, float]:
+    now = _clocks()
+    return now[0] - started[0], now[1] - started[1]
 
 
 def _fit(width: int, height: int, short_edge: int) -> tuple[int, int]:
@@ -507,7 +520,7 @@ def _run_ffmpeg(args: list[str], duration: float | None, report: Callable[[float
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=errors, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
+                                   preexec_fn=partial(_die_with_parent, os.getpid()))
         timer = None
         if deadline is not None:
             timer = threading.Timer(max(deadline - time.monotonic(), 0),
@@ -545,14 +558,22 @@ def _kill(process: subprocess.Popen, *, wait: bool = True) -> None:
         process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the parent dies (Linux; elsewhere a no-op)."""
+def _find_prctl() -> Callable[..., int] | None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_prctl = _find_prctl()  # looked up here: the forked child should only call it
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: SIGKILL when `parent` dies (Linux; elsewhere a no-op)."""
+    if _prctl is None:
         return
-    if os.getppid() == 1:  # the parent died before prctl: nobody will collect the result
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl: nobody wants the result
         os._exit(1)
 
 
