@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape
 
 from lti_tool.models import Category, GroupRole, Job, Media, MediaStatus, Visibility
 from lti_tool.services import media as media_files
@@ -385,3 +386,130 @@ def test_deleting_an_item_removes_every_rendition(app, client, db, people, item)
     assert response.status_code == 303
     assert not folder.exists() and not (root / media_files.preview_name(media.file_path)).exists()
     assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
+# Status in lists
+
+
+def public_items(db, make_user) -> dict[MediaStatus, Media]:
+    owner = make_user("other-teacher")
+    items = {status: Media(title=f"Lecture {status}", file_path=f"{status}.mov",
+                           mime_type="video/quicktime", size=1, owner=owner,
+                           visibility=Visibility.PUBLIC, status=status,
+                           progress=45 if status is MediaStatus.PROCESSING else 0,
+                           status_reason="Cut short." if status is MediaStatus.FAILED else "")
+             for status in MediaStatus}
+    db.session.add_all(items.values())
+    db.session.commit()
+    return items
+
+
+BADGES = {MediaStatus.QUEUED: "Waiting to be processed", MediaStatus.PROCESSING: "Processing 45%",
+          MediaStatus.FAILED: "Failed"}
+
+
+def test_the_picker_shows_each_status_and_offers_items_still_processing(browser, lms, db,
+                                                                       make_user):
+    from .test_deep_linking import REFERER, answer, open_picker
+
+    items = public_items(db, make_user)
+    url, page = open_picker(browser, lms)
+    text = page.get_data(as_text=True)
+    for status, badge in BADGES.items():
+        assert f"Lecture {status}</strong> <span class=\"badge status-{status}\"" in text
+        assert badge in text
+    assert 'class="badge status-ready"' not in text
+    processing = items[MediaStatus.PROCESSING]
+    assert f'name="media_ids" value="{processing.id}"' in text
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "media_ids": [str(processing.id)], "action": "add"})
+    assert response.status_code == 200 and answer(response)[1]
+
+
+def test_my_media_shows_each_status(client, db, make_user):
+    items = public_items(db, make_user)
+    sign_in(client, items[MediaStatus.READY].owner)
+    text = client.get("/media/").get_data(as_text=True)
+    for badge in BADGES.values():
+        assert badge in text
+
+
+def test_the_admin_links_page_shows_the_status_of_linked_media(admin, db, make_user,
+                                                                make_platform):
+    from lti_tool.models import LTIResourceLink
+
+    items = public_items(db, make_user)
+    platform = make_platform()
+    db.session.add(LTIResourceLink(platform=platform, resource_link_id="rl-1",
+                                   resource_link_title="Week 1",
+                                   media=items[MediaStatus.PROCESSING]))
+    db.session.commit()
+    text = admin.get("/admin/links/").get_data(as_text=True)
+    assert "Lecture processing" in text and "Processing 45%" in text
+
+
+# Through the real pipeline (processing.py and transcode.py, run as a worker runs them)
+
+
+def upload(client, people, path: Path, filename: str):
+    sign_in(client, people["manager"])
+    page = client.get("/media/upload")
+    response = client.post("/media/upload", content_type="multipart/form-data", data={
+        "csrf_token": csrf(page), "title": "Lecture", "description": "",
+        "category": str(people["course"].id), "visibility": "members",
+        "file": (path.open("rb"), filename)})
+    assert response.status_code == 303, response.data[:300]
+    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def test_an_upload_is_queued_then_processed_then_plays_hls(client, db, people, renditions):
+    from lti_tool.services import jobs
+
+    media_id = upload(client, people, renditions / "original", "lecture.mov")
+    sign_in(client, people["student"])
+    assert client.get(f"/media/{media_id}/status").get_json()["status"] == "queued"
+    assert "Waiting to be processed" in client.get(f"/media/{media_id}").get_data(as_text=True)
+
+    assert jobs.run_waiting() == 1
+
+    report = client.get(f"/media/{media_id}/status").get_json()
+    assert (report["status"], report["progress"], report["notice"]) == ("ready", 100, "Ready")
+    player = client.get(f"/media/{media_id}/player").get_data(as_text=True)
+    assert f'data-hls="/media/{media_id}/hls/master.m3u8"' in player
+    played = fetch(client, f"/media/{media_id}/file")
+    assert played.mimetype == "video/mp4"
+    assert played.data != (renditions / "original").read_bytes(), "the processed MP4"
+    # Follow the playlists as a player does: master, a rung, its init and first segment.
+    master = fetch(client, f"/media/{media_id}/hls/master.m3u8").get_data(as_text=True)
+    rung = next(line for line in master.splitlines() if line and not line.startswith("#"))
+    playlist = fetch(client, f"/media/{media_id}/hls/{rung}")
+    assert playlist.mimetype == "application/vnd.apple.mpegurl"
+    folder = rung.rsplit("/", 1)[0]
+    lines = playlist.get_data(as_text=True).splitlines()
+    init = next(line.split('URI="')[1].rstrip('"') for line in lines if "EXT-X-MAP" in line)
+    segment = next(line for line in lines if line and not line.startswith("#"))
+    assert fetch(client, f"/media/{media_id}/hls/{folder}/{init}").mimetype == "video/mp4"
+    assert fetch(client, f"/media/{media_id}/hls/{folder}/{segment}").status_code == 200
+    assert fetch(client, f"/media/{media_id}/poster").mimetype == "image/jpeg"
+
+
+def test_a_file_that_cannot_be_processed_fails_with_a_reason_and_is_tried_again(
+    client, db, people, tmp_path
+):
+    from lti_tool.services import jobs
+
+    from .test_media import MP4
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(MP4)  # an MP4's signature and nothing playable
+    media_id = upload(client, people, broken, "broken.mp4")
+    assert jobs.run_waiting() == 1
+    report = client.get(f"/media/{media_id}/status").get_json()
+    assert report["status"] == "failed" and report["reason"]
+    page = client.get(f"/media/{media_id}")
+    assert str(escape(f"Processing failed: {report['reason']}")) in page.get_data(as_text=True)
+    response = client.post(f"/media/{media_id}/retry", data={"csrf_token": csrf(page)})
+    assert response.status_code == 303
+    assert client.get(f"/media/{media_id}/status").get_json()["status"] == "queued"
+    assert jobs.run_waiting() == 1
+    assert client.get(f"/media/{media_id}/status").get_json()["status"] == "failed"
