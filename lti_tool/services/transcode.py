@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
-PRESET = "veryfast"  # 2 vCPUs: ~1.2x slower than real time for 1080p (reference, §2)
+PRESET = "veryfast"  # 2 vCPUs: 1080p30 MP4 at 0.84x real time; faster/medium 1.4x/2x slower
 CRF = 23
 AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
 MAX_FPS = 60  # Apple's HLS spec; also caps phones' 120/240 fps slow-motion
@@ -49,9 +49,9 @@ PR_SET_PDEATHSIG = 1
 NO_STREAMS = "This file has no video or audio stream."
 DAMAGED = "This file is damaged or incomplete: upload it again."
 UNSUPPORTED = "This file uses a codec the tool cannot convert."
-NO_SPACE = "The server ran out of disk space while converting this file; it will try again."
-INTERRUPTED = "Converting this file was interrupted; it will try again."
-TOO_LONG = "Converting this file took too long and was stopped; it will try again."
+NO_SPACE = "The server ran out of disk space while converting this file."
+INTERRUPTED = "Converting this file was interrupted."
+TOO_LONG = "Converting this file took too long and was stopped."
 FAILED = "This file could not be converted."
 DAMAGE_MARKERS = ("moov atom not found", "Invalid data found", "partial file",
                   "File ended prematurely", "corrupt input packet", "EBML header parsing failed")
@@ -146,6 +146,8 @@ def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> Probe:
     found = _parse_probe(json.loads(result.stdout.decode("utf-8", "replace") or "{}"))
     if found.video is None and found.audio is None:
         raise ProcessingFailed(NO_STREAMS)
+    if found.video and not (found.video.width and found.video.height):
+        raise ProcessingFailed(UNSUPPORTED)  # ffprobe could not read the codec's parameters
     return found
 
 
@@ -284,14 +286,16 @@ def _video_plan(source: Path, work: Path, found: Probe, deadline: float | None):
     rungs = sorted((size for size in sizes if _area(size) <= _area(playback)), key=_area)
     for size in rungs:
         copy = size == playback
-        weight = 0.05 if copy else 0.1 + _area(size) / _area(playback)
+        # Measured with bench/transcode_bench.py: a rung's encode costs about 0.2 of the MP4's
+        # (decoding it) plus its share of the pixels; a copy or the pictures, next to nothing.
+        weight = 0.02 if copy else 0.2 + 0.9 * _area(size) / _area(playback)
         steps.append(_Step(f"hls/{min(size)}p" + (" (copy)" if copy else ""), weight, partial(
             _hls_rung, mp4, work / "hls" / f"{min(size)}p", None if copy else size,
             found.duration, deadline=deadline)))
     steps.append(_Step("hls/master.m3u8", 0.0,
                        lambda report: _write_master(work / "hls", rungs)))
     seek = min(POSTER_AT, (found.duration or 0) / 2)
-    steps.append(_Step("poster", 0.02, partial(_pictures, mp4, "0:v:0", seek, work,
+    steps.append(_Step("poster", 0.05, partial(_pictures, mp4, "0:v:0", seek, work,
                                                deadline=deadline)))
     result = Renditions(kind="video", playback="video.mp4", hls="hls/master.m3u8",
                         poster="poster.jpg", preview="preview.jpg", duration=None,
