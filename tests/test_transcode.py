@@ -33,6 +33,8 @@ CLIPS = {
                                "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
                                "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc", *AAC]),
     "silent.mp4": ("320x240", 2, ["-c:v", "libx264", "-an"]),
+    "interlaced.mp4": ("320x240", 2, ["-c:v", "libx264", "-flags", "+ildct+ilme",
+                                      "-x264-params", "tff=1", *AAC]),
     "wide.mp4": ("640x360", 2, ["-c:v", "libx264", "-preset", "ultrafast", *AAC]),
     "hd.mp4": ("1280x720", 2, ["-c:v", "libx264", "-preset", "ultrafast", *AAC]),
     "big.mp4": ("1600x1200", 1, ["-c:v", "libx264", "-preset", "ultrafast", *AAC]),
@@ -83,6 +85,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     made["rotated.mp4"] = folder / "rotated.mp4"  # as a phone holds it: stored 320x240, shown 90°
     ffmpeg("-i", str(made["moov_at_end.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90",
            str(made["rotated.mp4"]))
+    made["portrait_hd.mp4"] = folder / "portrait_hd.mp4"
+    ffmpeg("-i", str(made["hd.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+           str(made["portrait_hd.mp4"]))
     made["cover.mp3"] = folder / "cover.mp3"
     ffmpeg("-i", str(made["tone.mp3"]), "-f", "lavfi", "-i", "color=red:s=64x64:d=0.04",
            "-map", "0", "-map", "1", "-c:a", "copy", "-c:v", "mjpeg",
@@ -178,6 +183,13 @@ def test_ten_bit_and_hdr_become_8_bit_high_profile(clips, tmp_path, name):
         assert video.get("color_transfer") not in ("arib-std-b67", "smpte2084")
 
 
+def test_interlaced_video_is_deinterlaced(clips, tmp_path):
+    assert transcode.probe(clips["interlaced.mp4"]).video.interlaced
+    result = transcode.process(clips["interlaced.mp4"], tmp_path / "out")
+    video = stream(assert_plays_everywhere(tmp_path / "out", result, 2), "video")
+    assert video.get("field_order", "progressive") == "progressive"
+
+
 def test_video_without_sound_has_no_audio_track(clips, tmp_path):
     result = transcode.process(clips["silent.mp4"], tmp_path / "out")
     info = assert_plays_everywhere(tmp_path / "out", result, 2)
@@ -205,6 +217,12 @@ def test_a_720p_source_gets_360p_and_720p_rungs_that_count_video(clips, tmp_path
     for rung in rungs:
         segment = next((tmp_path / "out" / "hls" / rung["uri"]).parent.glob("seg_*.m4s"))
         assert segment.stat().st_size > 0
+
+
+def test_a_portrait_phone_video_gets_portrait_rungs(clips, tmp_path):
+    result = transcode.process(clips["portrait_hd.mp4"], tmp_path / "out")
+    assert (result.width, result.height) == (720, 1280)
+    assert [r["resolution"] for r in master_rungs(tmp_path / "out")] == ["360x640", "720x1280"]
 
 
 def test_a_source_above_1080p_is_capped_and_gets_three_rungs(clips, tmp_path):
