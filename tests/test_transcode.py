@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -347,3 +348,26 @@ def test_a_killed_worker_leaves_no_ffmpeg_and_the_next_run_cleans_up(clips, tmp_
     assert not half.exists() or "moov" not in top_level_boxes(half)
     transcode.process(clips["tone.wav"], tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 200 KB file system (needs root to mount a tmpfs; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+            capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_a_transient_failure_that_leaves_nothing(clips, tiny_disk):
+    with pytest.raises(ProcessingFailed) as failure:
+        transcode.process(clips["long.mp4"], tiny_disk / "out")
+    assert failure.value.transient
+    assert failure.value.reason == "The server ran out of disk space while converting this file."
+    assert list(tiny_disk.iterdir()) == []
