@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..extensions import db
 from ..models import ACTIVE_JOB_STATES, Job, JobState, Media, MediaStatus
-from . import jobs
+from . import jobs, transcode
 from . import media as media_files
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,12 @@ def _failed(job: Job, error: Exception | None, reason: str) -> None:
     if item is None:
         return
     item.status, item.progress = MediaStatus.FAILED, 0
-    from . import transcode
-
     item.status_reason = (error.reason if isinstance(error, transcode.ProcessingFailed)
                           else UNEXPECTED)
 
 
 @jobs.handler(KIND, queue=jobs.LONG, failed=_failed, requeue=_requeue)
 def process(context: jobs.Context) -> None:
-    from . import transcode
-
     media_id = context.args["media_id"]
     item = db.session.get(Media, media_id)
     if item is None:
@@ -116,7 +112,7 @@ def _set(media_id: int, **values: Any) -> None:
         conn.execute(update(Media).where(Media.id == media_id).values(**values))
 
 
-def _store(media_id: int, folder: str, result) -> None:
+def _store(media_id: int, folder: str, result: transcode.Renditions) -> None:
     """Point the item at its new renditions; remove the previous ones, or the new ones if the
     item was deleted meanwhile."""
     root = current_app.config["MEDIA_ROOT"]
