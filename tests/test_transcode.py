@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "ffmpeg"], capture_output=True).returncode != 0,
     reason="ffmpeg is not installed")
 
-PICTURE = ["-f", "lavfi", "-i", "testsrc2=s={size}:r=25:d={seconds}"]
+PICTURE = ["-f", "lavfi", "-i", "testsrc2=s={size}:r={fps}:d={seconds}"]
 SOUND = ["-f", "lavfi", "-i", "sine=frequency=440:d={seconds}"]
 AAC = ["-c:a", "aac", "-b:a", "64k"]
 CLIPS = {
@@ -34,6 +34,8 @@ CLIPS = {
                                "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020",
                                "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc", *AAC]),
     "silent.mp4": ("320x240", 2, ["-c:v", "libx264", "-an"]),
+    "odd.webm": ("321x241", 2, ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-an"]),
+    "fast.webm": ("160x120", 2, ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-an"]),
     "interlaced.mp4": ("320x240", 2, ["-c:v", "libx264", "-flags", "+ildct+ilme",
                                       "-x264-params", "tff=1", *AAC]),
     "wide.mp4": ("640x360", 2, ["-c:v", "libx264", "-preset", "ultrafast", *AAC]),
@@ -78,7 +80,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     made = {}
     for name, (size, seconds, options) in CLIPS.items():
-        inputs = [part.format(size=size, seconds=seconds) for part in PICTURE] if size else []
+        fps = 120 if name == "fast.webm" else 25
+        inputs = [part.format(size=size, fps=fps, seconds=seconds) for part in PICTURE
+                  ] if size else []
         inputs += [part.format(seconds=seconds) for part in SOUND]
         maps = ["-map", "0:v", "-map", "1:a"] if size else []
         ffmpeg(*inputs, *maps, *options, "-shortest", str(folder / name))
@@ -189,6 +193,18 @@ def test_interlaced_video_is_deinterlaced(clips, tmp_path):
     result = transcode.process(clips["interlaced.mp4"], tmp_path / "out")
     video = stream(assert_plays_everywhere(tmp_path / "out", result, 2), "video")
     assert video.get("field_order", "progressive") == "progressive"
+
+
+def test_odd_sizes_become_even(clips, tmp_path):
+    result = transcode.process(clips["odd.webm"], tmp_path / "out")
+    assert (result.width, result.height) == (320, 240)
+    assert_plays_everywhere(tmp_path / "out", result, 2)
+
+
+def test_frame_rates_above_60_are_capped(clips, tmp_path):
+    result = transcode.process(clips["fast.webm"], tmp_path / "out")
+    video = stream(assert_plays_everywhere(tmp_path / "out", result, 2), "video")
+    assert video["avg_frame_rate"] == "60/1"
 
 
 def test_video_without_sound_has_no_audio_track(clips, tmp_path):
