@@ -1,4 +1,4 @@
-from . import uploads  # noqa: F401  (registers the resumable-upload routes on bp)
+from . import playback, uploads  # noqa: F401  (register the playback and tus routes on bp)
 from .views import bp
 
 __all__ = ["bp"]
