@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import glob
-import json
 import logging
-import os
-import re
 import resource
 import shutil
-import signal
-import subprocess
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
+from .ffmpeg import (
+    DAMAGE_MARKERS,
+    DAMAGED,
+    FAILED,
+    NO_SPACE,
+    PROBE_TIMEOUT,
+    TOO_LONG,
+    ProcessingFailed,
+    has_filter,
+    run_ffmpeg,
+)
+from .probe import HDR_TRANSFERS, Probe, probe
+
 log = logging.getLogger(__name__)
 
-FFMPEG = "ffmpeg"
-FFPROBE = "ffprobe"
 PRESET = "veryfast"  # 2 vCPUs: 1080p30 MP4 at 0.84x real time; faster/medium 1.4x/2x slower
 CRF = 23
 AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
@@ -38,73 +40,9 @@ RUNGS = ((360, 800_000), (720, 2_800_000), (1080, 5_000_000))
 PLAYBACK_MAX = RUNGS[-1][0]  # the MP4 is capped at 1080p (long edge 1920)
 POSTER_AT = 1.0  # seconds in, to skip a black first frame; at most half the duration
 PREVIEW_SIZE = 320  # pixels: fits in this square, as media.PREVIEW_WIDTH
-PROBE_TIMEOUT = 60  # seconds: ffprobe reads headers only, a hang means a hostile file
-IMAGE_FORMATS = {"image2", "tty", "gif"}  # plus every "*_pipe" demuxer (png_pipe, jpeg_pipe…)
-HDR_TRANSFERS = {"arib-std-b67", "smpte2084"}  # HLG, PQ
 TONE_MAP = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
             "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv")
 BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-PR_SET_PDEATHSIG = 1
-
-NO_STREAMS = "This file has no video or audio stream."
-DAMAGED = "This file is damaged or incomplete: upload it again."
-UNSUPPORTED = "This file uses a codec the tool cannot convert."
-NO_SPACE = "The server ran out of disk space while converting this file."
-INTERRUPTED = "Converting this file was interrupted."
-TOO_LONG = "Converting this file took too long and was stopped."
-FAILED = "This file could not be converted."
-DAMAGE_MARKERS = ("moov atom not found", "Invalid data found", "partial file",
-                  "File ended prematurely", "corrupt input packet", "EBML header parsing failed")
-CODEC_MARKERS = ("Decoder (codec", "Unknown decoder", "unsupported codec", "Unsupported codec",
-                 "Could not find codec parameters")
-
-
-class ProcessingFailed(Exception):
-    """Processing stopped: `reason` is for the teacher, `transient` says a retry may succeed."""
-
-    def __init__(self, reason: str, *, transient: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
-
-
-@dataclass(frozen=True)
-class VideoStream:
-    index: int
-    codec: str
-    profile: str | None
-    pix_fmt: str | None
-    width: int  # as stored, before rotation
-    height: int
-    rotation: int  # 0, 90, 180 or 270
-    display_width: int  # as shown: rotation and pixel aspect applied
-    display_height: int
-    frame_rate: Fraction | None  # avg_frame_rate: r_frame_rate is a guess on phone VFR video
-    color_transfer: str | None
-    color_primaries: str | None
-    interlaced: bool
-
-    @property
-    def hdr(self) -> bool:
-        return self.color_transfer in HDR_TRANSFERS or self.color_primaries == "bt2020"
-
-
-@dataclass(frozen=True)
-class AudioStream:
-    index: int
-    codec: str
-    channels: int | None
-    sample_rate: int | None
-
-
-@dataclass(frozen=True)
-class Probe:
-    duration: float | None
-    size: int | None
-    format_name: str
-    video: VideoStream | None  # None for audio with cover art: the picture is no video
-    audio: AudioStream | None
-    cover_index: int | None  # the attached picture's stream, used as an audio file's poster
 
 
 @dataclass
@@ -128,114 +66,6 @@ class _Step:
     weight: float  # a guess at its share of the work, for one overall percent
     run: Callable[[Callable[[float], None]], None]
 
-
-# -- probing -------------------------------------------------------------------------------
-
-def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> Probe:
-    """What ffprobe says about `path`; ProcessingFailed if it holds nothing to play."""
-    command = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-               str(path)]
-    try:
-        result = subprocess.run(command, capture_output=True, timeout=max(timeout, 0.01),
-                                stdin=subprocess.DEVNULL,
-                                preexec_fn=partial(_die_with_parent, os.getpid()))
-    except subprocess.TimeoutExpired as error:
-        raise ProcessingFailed(TOO_LONG, transient=True) from error
-    if result.returncode != 0:
-        raise _failure(result.returncode, result.stderr.decode("utf-8", "replace"))
-    found = _parse_probe(json.loads(result.stdout.decode("utf-8", "replace") or "{}"))
-    if found.video is None and found.audio is None:
-        raise ProcessingFailed(NO_STREAMS)
-    if found.video and not (found.video.width and found.video.height):
-        raise ProcessingFailed(UNSUPPORTED)  # ffprobe could not read the codec's parameters
-    return found
-
-
-def _parse_probe(data: dict) -> Probe:
-    fmt = data.get("format", {})
-    streams = data.get("streams", [])
-    format_name = fmt.get("format_name", "")
-    if format_name in IMAGE_FORMATS or format_name.endswith("_pipe"):
-        streams = []
-    cover = next((s for s in streams if _is_cover(s)), None)
-    video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover(s)),
-                 None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    chosen = video or audio or {}
-    duration = (_number(chosen.get("duration")) or _number(fmt.get("duration"))
-                or _clock(chosen.get("tags", {}).get("DURATION")))
-    return Probe(duration=duration, size=_integer(fmt.get("size")), format_name=format_name,
-                 video=_video(video) if video else None, audio=_audio(audio) if audio else None,
-                 cover_index=cover["index"] if cover and not video else None)
-
-
-def _is_cover(stream: dict) -> bool:
-    return stream.get("codec_type") == "video" and bool(
-        stream.get("disposition", {}).get("attached_pic"))
-
-
-def _video(s: dict) -> VideoStream:
-    width, height = _integer(s.get("width")) or 0, _integer(s.get("height")) or 0
-    rotation = _rotation(s)
-    sar = _fraction(s.get("sample_aspect_ratio"))
-    display_width = round(width * sar) if sar else width
-    display_height = height
-    if rotation % 180 == 90:
-        display_width, display_height = display_height, display_width
-    return VideoStream(
-        index=s["index"], codec=s.get("codec_name", "unknown"), profile=s.get("profile"),
-        pix_fmt=s.get("pix_fmt"), width=width, height=height, rotation=rotation,
-        display_width=display_width, display_height=display_height,
-        frame_rate=_fraction(s.get("avg_frame_rate")), color_transfer=s.get("color_transfer"),
-        color_primaries=s.get("color_primaries"),
-        interlaced=s.get("field_order") in ("tt", "tb", "bt", "bb"))
-
-
-def _audio(s: dict) -> AudioStream:
-    return AudioStream(index=s["index"], codec=s.get("codec_name", "unknown"),
-                       channels=_integer(s.get("channels")),
-                       sample_rate=_integer(s.get("sample_rate")))
-
-
-def _rotation(stream: dict) -> int:
-    """Degrees from the Display Matrix side data (tags.rotate on files from old tools)."""
-    for item in stream.get("side_data_list", []):
-        if item.get("side_data_type") == "Display Matrix" and "rotation" in item:
-            return round(float(item["rotation"])) % 360
-    return round(_number(stream.get("tags", {}).get("rotate")) or 0) % 360
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and number >= 0 else None  # NaN and negatives: unknown
-
-
-def _integer(value) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None
-
-
-def _fraction(value) -> Fraction | None:
-    try:
-        number = Fraction(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    return number if number > 0 else None
-
-
-def _clock(value: str | None) -> float | None:
-    """Seconds from Matroska's "HH:MM:SS.fffffffff" tag."""
-    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", (value or "").strip())
-    if not match:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-# -- the pipeline --------------------------------------------------------------------------
 
 def process(source: Path, out_dir: Path, progress: Callable[[int], None] | None = None, *,
             time_limit: float | None = None,
@@ -324,7 +154,7 @@ def _encode(args: list[str], duration: float | None, report: Callable[[float], N
             deadline: float | None) -> None:
     """The playback file. ffmpeg reads a truncated MP4 or WebM to where it stops and exits 0:
     a much shorter output with the demuxer's complaint in the log means a damaged upload."""
-    out_seconds, stderr = _run_ffmpeg(args, duration, report, deadline)
+    out_seconds, stderr = run_ffmpeg(args, duration, report, deadline)
     if duration and out_seconds < 0.9 * duration:
         if any(marker in stderr for marker in DAMAGE_MARKERS):
             raise ProcessingFailed(DAMAGED)
@@ -394,7 +224,7 @@ def _mp4_args(source: Path, out: Path, found: Probe, size: tuple[int, int]) -> l
     filters = ["bwdif"] if video.interlaced else []
     filters.append(f"scale={size[0]}:{size[1]}")  # before tone mapping: fewer pixels to map
     colours = []
-    if video.hdr and video.color_transfer in HDR_TRANSFERS and _has_filter("zscale"):
+    if video.hdr and video.color_transfer in HDR_TRANSFERS and has_filter("zscale"):
         filters.append(TONE_MAP)
         colours = BT709
     filters += ["setsar=1", "format=yuv420p"]  # 8-bit 4:2:0: 10-bit would make High 10
@@ -415,7 +245,7 @@ def _hls_rung(mp4: Path, rung: Path, size: tuple[int, int] | None, duration: flo
     video = ["-c:v", "copy"]
     if size:
         video = ["-vf", f"scale={size[0]}:{size[1]}", *_x264(size)]
-    _run_ffmpeg([
+    run_ffmpeg([
         "-i", str(mp4), "-map", "0:v:0", "-map", "0:a:0?", *video, "-c:a", "copy",
         "-f", "hls", "-hls_time", str(HLS_SEGMENT_SECONDS), "-hls_playlist_type", "vod",
         "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
@@ -468,7 +298,7 @@ def _pictures(source: Path, stream: str, seek: float, work: Path,
     small = (f"scale=w='min({PREVIEW_SIZE},iw)':h='min({PREVIEW_SIZE},ih)'"
              ":force_original_aspect_ratio=decrease")
     for at in dict.fromkeys((seek, 0)):
-        _run_ffmpeg([*(["-ss", f"{at:.3f}"] if at else []), "-i", str(source), "-filter_complex",
+        run_ffmpeg([*(["-ss", f"{at:.3f}"] if at else []), "-i", str(source), "-filter_complex",
                      f"[{stream}]split=2[poster][small];[small]{small}[preview]",
                      "-map", "[poster]", "-frames:v", "1", "-q:v", "3", str(work / "poster.jpg"),
                      "-map", "[preview]", "-frames:v", "1", "-q:v", "4",
@@ -507,95 +337,6 @@ def _remove_leftovers(out_dir: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-# -- running ffmpeg ------------------------------------------------------------------------
-
-def _run_ffmpeg(args: list[str], duration: float | None, report: Callable[[float], None],
-                deadline: float | None) -> tuple[float, str]:
-    """Run ffmpeg, reporting the fraction done from `-progress`; ProcessingFailed on failure.
-
-    ffmpeg gets its own process group (killed as one) and dies with this process, so a
-    SIGKILLed worker leaves nothing writing. Returns the seconds of output written and the
-    tail of its warnings, which go to a file: a pipe nobody reads could fill and block it.
-    """
-    command = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "warning", "-nostats",
-               "-progress", "pipe:1", "-y", *args]
-    timed_out = threading.Event()
-    out_seconds = 0.0
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=errors, start_new_session=True,
-                                   preexec_fn=partial(_die_with_parent, os.getpid()))
-        timer = None
-        if deadline is not None:
-            timer = threading.Timer(max(deadline - time.monotonic(), 0),
-                                    lambda: (timed_out.set(), _kill(process, wait=False)))
-            timer.start()
-        try:
-            for line in process.stdout:
-                key, _, value = line.strip().partition(b"=")
-                if key == b"out_time_us" and value.isdigit():
-                    out_seconds = int(value) / 1_000_000
-                    if duration:
-                        report(min(1.0, out_seconds / duration))
-            process.wait()
-        finally:
-            if timer:
-                timer.cancel()
-            if process.returncode is None:
-                _kill(process)
-            process.stdout.close()
-        errors.seek(0)
-        stderr = errors.read()[-16_384:].decode("utf-8", "replace")
-    if timed_out.is_set():
-        raise ProcessingFailed(TOO_LONG, transient=True)
-    if process.returncode != 0:
-        raise _failure(process.returncode, stderr)
-    return out_seconds, stderr
-
-
-def _kill(process: subprocess.Popen, *, wait: bool = True) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if wait:
-        process.wait()
-
-
-def _find_prctl() -> Callable[..., int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-_prctl = _find_prctl()  # looked up here: the forked child should only call it
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the child before exec: SIGKILL when `parent` dies (Linux; elsewhere a no-op)."""
-    if _prctl is None:
-        return
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl: nobody wants the result
-        os._exit(1)
-
-
-def _failure(returncode: int, stderr: str) -> ProcessingFailed:
-    """The teacher's reason for an ffmpeg/ffprobe failure, logged with ffmpeg's own words."""
-    last = stderr.strip().splitlines()[-1:] or [""]
-    log.warning("transcode: ffmpeg exited %s: %s", returncode, last[0][:500])
-    if "No space left on device" in stderr:
-        return ProcessingFailed(NO_SPACE, transient=True)
-    if returncode < 0 or "received signal" in stderr:
-        return ProcessingFailed(INTERRUPTED, transient=True)
-    if any(marker in stderr for marker in CODEC_MARKERS):
-        return ProcessingFailed(UNSUPPORTED)
-    if any(marker in stderr for marker in DAMAGE_MARKERS):
-        return ProcessingFailed(DAMAGED)
-    return ProcessingFailed(FAILED)
-
-
 def _remaining(deadline: float | None, cap: float) -> float:
     if deadline is None:
         return cap
@@ -603,17 +344,3 @@ def _remaining(deadline: float | None, cap: float) -> float:
     if left <= 0:
         raise ProcessingFailed(TOO_LONG, transient=True)
     return min(cap, left)
-
-
-_filters: set[str] | None = None
-
-
-def _has_filter(name: str) -> bool:
-    """Whether this ffmpeg build has a filter (zscale needs libzimg), asked once."""
-    global _filters
-    if _filters is None:
-        listing = subprocess.run([FFMPEG, "-hide_banner", "-filters"], capture_output=True,
-                                 text=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
-        _filters = {line.split()[1] for line in listing.stdout.splitlines()
-                    if len(line.split()) > 1}
-    return name in _filters
