@@ -2,6 +2,7 @@
 poster, preview and figures stored) or failed (with a reason its teacher understands); running
 again replaces the renditions; the player's poll gets an estimate of the time left."""
 
+import math
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -128,7 +129,9 @@ def test_the_poll_estimates_the_minutes_left(app, db, clips):
     item.duration = 600.0
     db.session.commit()
     report = processing.progress_report(item)
-    assert report["status"] == "queued" and report["eta_minutes"] == 15
+    # before it starts: the measured seconds of work per second of video
+    assert report["status"] == "queued" and report["eta_minutes"] == math.ceil(
+        600 * processing.SECONDS_PER_MEDIA_SECOND / 60)
     job = db.session.scalar(sa.select(Job))
     jobs.claim(job.id, "host:1")
     job = db.session.get(Job, job.id, populate_existing=True)
@@ -136,4 +139,5 @@ def test_the_poll_estimates_the_minutes_left(app, db, clips):
     item.status = MediaStatus.PROCESSING
     db.session.commit()
     report = processing.progress_report(item, now=job.started_at + timedelta(minutes=2))
+    # 2 minutes for the first quarter: 6 for the rest
     assert report["progress"] == 25 and report["eta_minutes"] == 6

@@ -31,7 +31,7 @@ KIND = "media.process"
 PROGRESS_WRITE_SECONDS = 3  # the item's percent is written at most this often
 # Before the first percent arrives, processing is guessed to take this many seconds per second
 # of media (bench/transcode_bench.py measures it on the machine at hand).
-SECONDS_PER_MEDIA_SECOND = 1.5
+SECONDS_PER_MEDIA_SECOND = 1.7
 UNEXPECTED = ("Something went wrong while processing this file. Try again; if it fails again, "
               "an administrator can see why on the tool's dashboard.")
 
