@@ -9,7 +9,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from PIL import Image, ImageOps
@@ -133,27 +133,16 @@ def find_or_create_category(title: str) -> Category:
     return category
 
 
-def add_media(
-    stream: BinaryIO,
-    *,
-    root: str,
-    max_bytes: int,
-    title: str,
-    original_filename: str = "",
-    description: str = "",
-    owner: User | None = None,
-    category: Category | None = None,
-    visibility: Visibility = Visibility.MEMBERS,
-) -> Media:
-    """Store a file and add its media item (flushed; the caller commits).
+def add_media(stream: BinaryIO, *, root: str, max_bytes: int, title: str,
+              **details: Any) -> Media:
+    """Store a file and add its media item (flushed; the caller commits). `details` are
+    `add_stored_media`'s: original_filename, description, owner, category, visibility.
 
     If the caller's commit fails it must call `discard_file(root, media.file_path)`.
     """
     title = _checked_title(title)
     relative, mime_type, size = store_file(stream, root, max_bytes)
-    return add_stored_media(
-        root, relative, mime_type, size, title=title, original_filename=original_filename,
-        description=description, owner=owner, category=category, visibility=visibility)
+    return add_stored_media(root, relative, mime_type, size, title=title, **details)
 
 
 def add_stored_media(
