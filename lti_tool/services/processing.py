@@ -162,21 +162,24 @@ def progress_report(media: Media, now: datetime | None = None) -> dict[str, Any]
         return report
     job = db.session.scalar(select(Job).where(Job.subject == subject(media),
                                               Job.state.in_(ACTIVE_JOB_STATES)))
-    if job is not None and job.state is JobState.RUNNING:
-        report["progress"] = max(media.progress, job.progress)
-        report["eta_minutes"] = _minutes_left(job, report["progress"], media.duration,
-                                              now or datetime.now(UTC))
-    elif media.duration:
-        report["eta_minutes"] = math.ceil(media.duration * SECONDS_PER_MEDIA_SECOND / 60)
+    running = job if job is not None and job.state is JobState.RUNNING else None
+    if running is not None:
+        report["progress"] = max(media.progress, running.progress)
+    report["eta_minutes"] = _minutes_left(running, report["progress"], media.duration,
+                                          now or datetime.now(UTC))
     return report
 
 
-def _minutes_left(job: Job, percent: int, duration: float | None, now: datetime) -> int | None:
-    if percent >= 3 and job.started_at:
+def _minutes_left(job: Job | None, percent: int, duration: float | None,
+                  now: datetime) -> int | None:
+    """From the pace so far once there is one; before that, from the video's length and the
+    measured SECONDS_PER_MEDIA_SECOND, less the share already done."""
+    if job is not None and percent >= 3 and job.started_at:
         elapsed = (now - job.started_at).total_seconds()
         return max(1, math.ceil(elapsed * (100 - percent) / percent / 60))
     if duration:
-        return max(1, math.ceil(duration * SECONDS_PER_MEDIA_SECOND / 60))
+        left = duration * SECONDS_PER_MEDIA_SECOND * (100 - percent) / 100
+        return max(1, math.ceil(left / 60))
     return None
 
 
