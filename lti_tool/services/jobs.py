@@ -162,12 +162,23 @@ def submit(kind: str, *, subject: str | None = None, args: dict[str, Any] | None
 
 @dataclass
 class Context:
-    """What a handler gets: its job's arguments and a way to report progress."""
+    """What a handler gets: its job's arguments, a way to report progress, and a place for
+    work that must wait until its results are committed.
+
+    What a handler leaves flushed but uncommitted is committed together with the job's "done":
+    a worker killed between the two can never leave finished work marked as running.
+    """
 
     job_id: int
     args: dict[str, Any]
     attempt: int
     _beat: _Heartbeat = field(repr=False)
+    _after: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the job's results and its "done" are committed (e.g. remove the
+        files the results replace)."""
+        self._after.append(action)
 
     def progress(self, percent: int) -> None:
         """Record progress (written with the next heartbeat); raises JobLost if the job was
@@ -264,6 +275,11 @@ def run(job_id: int, worker: str | None = None) -> bool:
     finally:
         beat.stop()
     _finish(job_id, worker)
+    for action in context._after:
+        try:
+            action()
+        except Exception:
+            log.exception("Job %s: a clean-up after its commit failed", job_id)
     return True
 
 
@@ -274,6 +290,7 @@ def _reason(error: Exception) -> str:
 
 
 def _finish(job_id: int, worker: str) -> None:
+    """Mark the job done, in one commit with what its handler left flushed."""
     db.session.execute(
         update(Job).where(Job.id == job_id, Job.worker == worker, Job.state == JobState.RUNNING)
         .values(state=JobState.DONE, progress=100, finished_at=utcnow(), heartbeat_at=utcnow())

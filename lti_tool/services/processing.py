@@ -90,7 +90,7 @@ def process(context: jobs.Context) -> None:
         if e.transient:
             raise jobs.Transient(e.reason) from e
         raise
-    _store(media_id, folder, result)
+    _store(context, media_id, folder, result)
 
 
 class _ProgressReport:
@@ -112,9 +112,10 @@ def _set(media_id: int, **values: Any) -> None:
         conn.execute(update(Media).where(Media.id == media_id).values(**values))
 
 
-def _store(media_id: int, folder: str, result: transcode.Renditions) -> None:
-    """Point the item at its new renditions; remove the previous ones, or the new ones if the
-    item was deleted meanwhile."""
+def _store(context: jobs.Context, media_id: int, folder: str,
+           result: transcode.Renditions) -> None:
+    """Point the item at its new renditions (flushed: committed with the job's "done"); the
+    previous ones go after that commit. If the item was deleted meanwhile, the new ones go."""
     root = current_app.config["MEDIA_ROOT"]
     item = db.session.get(Media, media_id, populate_existing=True)
     if item is None:
@@ -137,13 +138,13 @@ def _store(media_id: int, folder: str, result: transcode.Renditions) -> None:
     item.duration, item.width, item.height = result.duration, result.width, result.height
     item.status, item.progress, item.status_reason = MediaStatus.READY, 100, ""
     try:
-        db.session.commit()
+        db.session.flush()
     except StaleDataError:
         db.session.rollback()
         media_files.discard_file(root, folder)
         return
     if previous and previous != folder:
-        media_files.discard_file(root, previous)
+        context.after_commit(lambda: media_files.discard_file(root, previous))
     log.info("Media %s ready: %s", media_id, folder)
 
 
