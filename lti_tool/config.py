@@ -57,6 +57,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL") or None,
         # Minutes one transcode may take before it is stopped and marked failed.
         "TRANSCODE_TIME_LIMIT": (_int(env, "TRANSCODE_TIME_LIMIT_MINUTES", 240) or 240) * 60,
+        # Hours after which a teacher's launch queues a roster (NRPS) sync of the course.
+        "NRPS_SYNC_MAX_AGE": _int(env, "NRPS_SYNC_MAX_AGE", 24) or 24,
         # Hours an unfinished resumable upload is kept before the upkeep job removes it.
         "UPLOAD_EXPIRY_HOURS": _int(env, "UPLOAD_EXPIRY_HOURS", 24) or 24,
     }

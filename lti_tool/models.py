@@ -67,6 +67,26 @@ class LaunchType(enum.StrEnum):
     DEEP_LINKING = "deep_linking"
 
 
+class MembershipSource(enum.StrEnum):
+    """How someone came into a course group; a roster sync only ever removes the first two."""
+
+    LAUNCH = "launch"
+    ROSTER = "roster"
+    MANUAL = "manual"
+
+
+class RosterStatus(enum.StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class RosterChangeKind(enum.StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    REMOVED = "removed"
+
+
 class MediaStatus(enum.StrEnum):
     """Where an item is on its way to playing everywhere."""
 
@@ -252,6 +272,19 @@ class RBACGroup(db.Model):
     )
     lti_context_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    memberships_url: Mapped[str | None] = mapped_column(
+        String(2048), comment="NRPS context_memberships_url from the latest launch carrying it"
+    )
+    roster_synced_at: Mapped[datetime | None] = mapped_column(
+        Timestamp(), comment="when the last roster sync finished, complete or not"
+    )
+    roster_status: Mapped[RosterStatus | None] = mapped_column(_enum(RosterStatus, "roster_status"))
+    roster_error: Mapped[str] = mapped_column(
+        Text, default="", server_default="", comment="why the last sync failed, for managers"
+    )
+    roster_counts: Mapped[dict[str, int] | None] = mapped_column(
+        JSON, comment="members, added, updated, removed, skipped of the last sync"
+    )
 
     categories: Mapped[list[Category]] = relationship(
         secondary=rbac_group_category, back_populates="groups", passive_deletes=True
@@ -282,6 +315,12 @@ class RBACMembership(db.Model):
         _enum(GroupRole, "group_role"),
         default=GroupRole.MEMBER,
         server_default=GroupRole.MEMBER.value,
+    )
+    source: Mapped[MembershipSource] = mapped_column(
+        _enum(MembershipSource, "membership_source"),
+        default=MembershipSource.MANUAL,
+        server_default=MembershipSource.LAUNCH.value,
+        comment="launch or roster: a sync may remove it; manual: never",
     )
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
@@ -456,6 +495,9 @@ class LTIPlatform(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
+    roster_answered_at: Mapped[datetime | None] = mapped_column(
+        Timestamp(), comment="last time the platform answered a roster (NRPS) request"
+    )
     active: Mapped[bool] = mapped_column(
         Boolean,
         default=True,
@@ -752,3 +794,60 @@ class Upload(db.Model):
 
     def __repr__(self) -> str:
         return f"<Upload {self.id} {self.offset}/{self.length}>"
+
+
+class RosterSync(db.Model):
+    """One roster sync of a course group (or its dry run): who asked, how it went, the counts."""
+
+    __tablename__ = "roster_sync"
+    __table_args__ = (Index(None, "rbac_group_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rbac_group_id: Mapped[int] = mapped_column(ForeignKey("rbac_group.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16), comment="manager, command or launch")
+    triggered_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    status: Mapped[RosterStatus] = mapped_column(
+        _enum(RosterStatus, "roster_status"), default=RosterStatus.RUNNING
+    )
+    members: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    removed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    started_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    group: Mapped[RBACGroup] = relationship()
+    triggered_by: Mapped[User | None] = relationship()
+    changes: WriteOnlyMapped[RosterChange] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<RosterSync {self.id} group={self.rbac_group_id} {self.status}>"
+
+
+class RosterChange(db.Model):
+    """One person added, changed or removed by a roster sync."""
+
+    __tablename__ = "roster_change"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    roster_sync_id: Mapped[int] = mapped_column(
+        ForeignKey("roster_sync.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="who, as shown at the time"
+    )
+    kind: Mapped[RosterChangeKind] = mapped_column(_enum(RosterChangeKind, "roster_change_kind"))
+    old_role: Mapped[GroupRole | None] = mapped_column(_enum(GroupRole, "old_group_role"))
+    new_role: Mapped[GroupRole | None] = mapped_column(_enum(GroupRole, "new_group_role"))
+
+    user: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<RosterChange {self.kind} user={self.user_id}>"

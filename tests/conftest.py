@@ -19,7 +19,7 @@ from lti_tool.models import GlobalRole, LTIPlatform, User
 # Settings a developer's shell may hold that must not leak into the tests.
 ISOLATED_ENV = ("SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT", "TRUSTED_PROXIES", "INSTANCE_PATH",
                 "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "CELERY_BROKER_URL",
-                "TRANSCODE_TIME_LIMIT_MINUTES", "UPLOAD_EXPIRY_HOURS")
+                "TRANSCODE_TIME_LIMIT_MINUTES", "UPLOAD_EXPIRY_HOURS", "NRPS_SYNC_MAX_AGE")
 # The test client's default host, loopback, and the tool's site in the https tests.
 TEST_HOSTS = ["localhost", "127.0.0.1", "tool.example.org"]
 

@@ -25,6 +25,7 @@ from ..models import (
     LTIRoleMapping,
     LTIUserMapping,
     Media,
+    MembershipSource,
     RBACGroup,
     RBACMembership,
     User,
@@ -294,7 +295,7 @@ def _membership(
         db.session.execute(
             _insert(RBACMembership)
             .values(rbac_group_id=group.id, user_id=user.id, role=role,
-                    created_at=datetime.now(UTC))
+                    source=MembershipSource.LAUNCH, created_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"])
         )
     elif platform.auto_sync_roles and membership.role is not role:
