@@ -98,7 +98,8 @@ class NrpsPlatform:
     reads it from /lti/jwks, `read_tool_keys()` again), `audience` (the aud expected; default
     the token URL), `allowed_scopes`, `token_lifetime` (expires_in), `token_failure` (None, an
     OAuth error code such as "invalid_scope"/"invalid_client" answered with 400, or an HTTP
-    status). `token_requests` counts token requests, `assertions` holds the decoded ones.
+    status), `token_delay` (seconds). `token_requests` counts token requests, `assertions`
+    holds the decoded ones.
 
     Memberships: `memberships_url(context)`. Settable: `courses` (`set_roster()`), `max_limit`
     (the platform's own page size cap), `canvas_links` (also send first/last/current links),
@@ -114,6 +115,7 @@ class NrpsPlatform:
         self.allowed_scopes = {NRPS_SCOPE}
         self.token_lifetime = 3600
         self.token_failure: str | int | None = None
+        self.token_delay = 0.0  # seconds the token endpoint takes to answer
         self.token_requests = 0
         self.assertions: list[dict[str, Any]] = []
         self.used_jtis: set[str] = set()
@@ -185,6 +187,8 @@ class NrpsPlatform:
         except (jwt.PyJWTError, ValueError) as e:
             return 400, {"error": "invalid_client", "error_description": str(e)}
         self.assertions.append(claims)
+        if self.token_delay:
+            self._closing.wait(self.token_delay)
         if isinstance(self.token_failure, int):
             return self.token_failure, {"error": "server_error" if self.token_failure >= 500
                                         else "unauthorized"}

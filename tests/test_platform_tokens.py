@@ -1,10 +1,14 @@
 """Access tokens from the platform (client credentials with a signed assertion) and service GETs."""
 
 import logging
+import threading
 
 import jwt
 import pytest
+import requests
 
+from lti_tool.extensions import db as _db
+from lti_tool.models import LTIPlatform
 from lti_tool.services import platform_tokens as pt
 from lti_tool.services.platform_tokens import NRPS_SCOPE, ServiceError
 
@@ -60,12 +64,52 @@ def test_token_near_its_expiry_is_fetched_again(nrps_lms, lms, monkeypatch):
     nrps_lms.token_lifetime = 3600
     first = pt.access_token(lms.platform, SCOPES)
     now = pt.clock()
-    # kept until 6 minutes (10 % of an hour) before it runs out
-    monkeypatch.setattr(pt, "clock", lambda: now + 3600 - 361)
+    # kept until 10 % of its hour (6 minutes) before it runs out
+    margin = max(pt.MIN_MARGIN, 3600 * pt.MARGIN_SHARE)
+    monkeypatch.setattr(pt, "clock", lambda: now + 3600 - margin - 1)
     assert pt.access_token(lms.platform, SCOPES) == first
-    monkeypatch.setattr(pt, "clock", lambda: now + 3600 - 359)
+    monkeypatch.setattr(pt, "clock", lambda: now + 3600 - margin + 1)
     assert pt.access_token(lms.platform, SCOPES) != first
     assert nrps_lms.token_requests == 2
+
+
+def test_short_lived_token_is_still_reused_for_half_its_life(nrps_lms, lms, monkeypatch):
+    nrps_lms.token_lifetime = 60
+    first = pt.access_token(lms.platform, SCOPES)
+    now = pt.clock()
+    monkeypatch.setattr(pt, "clock", lambda: now + 29)
+    assert pt.access_token(lms.platform, SCOPES) == first
+    monkeypatch.setattr(pt, "clock", lambda: now + 31)
+    assert pt.access_token(lms.platform, SCOPES) != first
+
+
+def test_tokens_are_per_registration(nrps_lms, lms, db):
+    first = pt.access_token(lms.platform, SCOPES)
+    lms.platform.client_id = nrps_lms.client_id = "New-Client-2"
+    db.session.commit()
+    second = pt.access_token(lms.platform, SCOPES)
+    assert second != first
+    assert nrps_lms.assertions[-1]["sub"] == "New-Client-2"
+
+
+def test_concurrent_callers_share_one_token_request(nrps_lms, lms, app):
+    nrps_lms.token_delay = 0.3  # the first caller is still fetching when the others ask
+    barrier = threading.Barrier(4)
+    tokens = []
+
+    def ask():
+        with app.app_context():
+            platform = _db.session.get(LTIPlatform, lms.platform.id)
+            barrier.wait(timeout=30)
+            tokens.append(pt.access_token(platform, SCOPES))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(tokens) == 4 and len(set(tokens)) == 1
+    assert nrps_lms.token_requests == 1
 
 
 def test_service_get_sends_the_token_and_exactly_the_accept_header(nrps_lms, lms):
@@ -221,3 +265,43 @@ def test_tokens_and_assertions_never_reach_the_logs(nrps_lms, lms, caplog):
     for secret in secrets:
         assert secret not in caplog.text
     assert "eyJ" not in caplog.text  # no JWT (assertion) either
+
+
+def test_next_links_keep_their_mixed_case_page_tokens(nrps_lms, lms):
+    nrps_lms.set_roster(members(5))
+    url, seen = nrps_lms.memberships_url(limit=2), []
+    while url:
+        response = pt.service_get(lms.platform, url, SCOPES, MEMBERSHIPS_TYPE)
+        seen += [m["user_id"] for m in response.json()["members"]]
+        url = response.links.get("next", {}).get("url")
+    assert seen == ["1", "2", "3", "4", "5"]
+    pages = [r.query.get("page") for r in nrps_lms.memberships_requests()]
+    assert pages[0] is None and all(p != p.lower() for p in pages[1:])
+
+
+def test_a_lowercased_page_token_is_refused(nrps_lms, lms):
+    nrps_lms.set_roster(members(3))
+    first = pt.service_get(lms.platform, nrps_lms.memberships_url(limit=2), SCOPES,
+                           MEMBERSHIPS_TYPE)
+    with pytest.raises(ServiceError) as caught:
+        pt.service_get(lms.platform, first.links["next"]["url"].lower(), SCOPES,
+                       MEMBERSHIPS_TYPE)
+    assert caught.value.status == 400
+
+
+def test_service_redirects_are_not_followed(nrps_lms, lms):
+    nrps_lms.page_failures = {1: 302}
+    with pytest.raises(ServiceError) as caught:
+        pt.service_get(lms.platform, nrps_lms.memberships_url(), SCOPES, MEMBERSHIPS_TYPE)
+    assert caught.value.status == 302 and not caught.value.transient
+    assert len(nrps_lms.memberships_requests()) == 1
+
+
+def test_the_platform_refuses_a_replayed_assertion(nrps_lms, lms):
+    assertion = pt.client_assertion(lms.platform)
+    form = {"grant_type": "client_credentials", "client_assertion_type": pt.ASSERTION_TYPE,
+            "client_assertion": assertion, "scope": NRPS_SCOPE}
+    first = requests.post(nrps_lms.token_url, data=form, timeout=10)
+    again = requests.post(nrps_lms.token_url, data=form, timeout=10)
+    assert first.status_code == 200 and first.json()["scope"] == NRPS_SCOPE
+    assert again.status_code == 400 and again.json()["error"] == "invalid_client"
