@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from .lms import TestPlatform
 
@@ -70,7 +71,7 @@ class Logged:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: CaseInsensitiveDict  # as received; names compare case-insensitively
     status: int = 0
     page: int | None = None  # memberships: which page (1-based) was asked for
 
@@ -242,7 +243,12 @@ class NrpsPlatform:
         limit = query.get("limit")
         if limit is not None and not limit.isdigit():
             return 400, {}, b'{"error": "bad limit"}'
-        size = int(limit) if limit else len(course.roster) or 1
+        roster = course.roster
+        kept = {"role": query["role"]} if query.get("role") else {}
+        if kept:  # short names and full URIs both match, as in Moodle
+            wanted = query["role"].removeprefix(ROLES)
+            roster = [m for m in roster if wanted in (r.removeprefix(ROLES) for r in m["roles"])]
+        size = int(limit) if limit else len(roster) or 1
         if self.max_limit:
             size = min(size, self.max_limit)
         size = max(size, 1)
@@ -261,7 +267,7 @@ class NrpsPlatform:
             return failure, {}, b'{"error": "injected"}'
         elif failure == "junk":
             return 200, {"Content-Type": MEMBERSHIPS_TYPE}, b"<html>Service unavailable"
-        chunk = course.roster[offset:offset + size]
+        chunk = roster[offset:offset + size]
         body: dict[str, Any] = {
             "id": self.memberships_url(context),
             "context": {"id": course.id, "label": course.label, "title": course.title},
@@ -271,21 +277,21 @@ class NrpsPlatform:
             del body["members"]
         out = {"Content-Type": MEMBERSHIPS_TYPE}
         links = []
-        if offset + size < len(course.roster):
-            links.append(f'<{self._page_url(context, size, offset + size)}>; rel="next"')
+        if offset + size < len(roster):
+            links.append(f'<{self._page_url(context, size, offset + size, kept)}>; rel="next"')
         if self.canvas_links and limit:
-            last = (len(course.roster) - 1) // size * size if course.roster else 0
-            links = [f'<{self._page_url(context, size, offset)}>; rel="current"', *links,
-                     f'<{self.memberships_url(context, limit=size)}>; rel="first"',
-                     f'<{self._page_url(context, size, last)}>; rel="last"']
+            last = (len(roster) - 1) // size * size if roster else 0
+            links = [f'<{self._page_url(context, size, offset, kept)}>; rel="current"', *links,
+                     f'<{self.memberships_url(context, limit=size, **kept)}>; rel="first"',
+                     f'<{self._page_url(context, size, last, kept)}>; rel="last"']
         if links:
             out["Link"] = ",".join(links)
         return 200, out, json.dumps(body).encode()
 
-    def _page_url(self, context: str, size: int, offset: int) -> str:
+    def _page_url(self, context: str, size: int, offset: int, kept: dict[str, str]) -> str:
         token = _page_token()
         self._pages[token] = (context, offset)
-        return self.memberships_url(context, limit=size, page=token)
+        return self.memberships_url(context, limit=size, **kept, page=token)
 
     # HTTP
 
@@ -297,7 +303,7 @@ class NrpsPlatform:
                 parts = urlsplit(self.path)
                 logged = Logged(self.command, parts.path,
                                 {k: v[0] for k, v in parse_qs(parts.query).items()},
-                                dict(self.headers.items()))
+                                CaseInsensitiveDict(self.headers.items()))
                 platform.log.append(logged)
                 return logged
 

@@ -305,3 +305,14 @@ def test_the_platform_refuses_a_replayed_assertion(nrps_lms, lms):
     again = requests.post(nrps_lms.token_url, data=form, timeout=10)
     assert first.status_code == 200 and first.json()["scope"] == NRPS_SCOPE
     assert again.status_code == 400 and again.json()["error"] == "invalid_client"
+
+
+def test_the_platform_filters_by_role_across_pages(nrps_lms, lms):
+    nrps_lms.set_roster([member("1", "Instructor"), *members(3, start=2),
+                         member("9", "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor")])
+    url, seen = nrps_lms.memberships_url(role="Instructor", limit=1), []
+    while url:
+        response = pt.service_get(lms.platform, url, SCOPES, MEMBERSHIPS_TYPE)
+        seen += [m["user_id"] for m in response.json()["members"]]
+        url = response.links.get("next", {}).get("url")
+    assert seen == ["1", "9"]
