@@ -316,3 +316,12 @@ def test_the_platform_filters_by_role_across_pages(nrps_lms, lms):
         seen += [m["user_id"] for m in response.json()["members"]]
         url = response.links.get("next", {}).get("url")
     assert seen == ["1", "9"]
+
+
+def test_a_token_url_that_is_no_web_address_is_not_retried(nrps_lms, lms, db):
+    lms.platform.auth_token_url = "lms.example.edu/mod/lti/token.php"
+    db.session.commit()
+    with pytest.raises(ServiceError) as caught:
+        pt.access_token(lms.platform, SCOPES)
+    assert not caught.value.transient
+    assert "check it in the platform's settings" in caught.value.reason

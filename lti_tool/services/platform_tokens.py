@@ -34,6 +34,9 @@ MIN_MARGIN = 60
 MARGIN_SHARE = 0.1
 # How long other workers wait for the one fetching a token before fetching one themselves.
 LOCK_WAIT = TOKEN_TIMEOUT[0] + TOKEN_TIMEOUT[1] + 2
+# Requests that can never succeed as configured: not worth retrying.
+BAD_URL = (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+           requests.exceptions.InvalidURL)
 # The time token expiry is measured with; tests put a controllable clock here.
 clock: Callable[[], float] = time.time
 
@@ -157,6 +160,10 @@ def _fetch_token(platform: LTIPlatform, scopes: tuple[str, ...], key: str) -> st
                                                  "User-Agent": "lti-tool"}) as response:
             status = response.status_code
             body = _read_capped(response, MAX_TOKEN_BYTES, platform, "access token URL")
+    except BAD_URL:
+        raise ServiceError(f"{platform.name}'s access token URL ({url!r}) is not a web "
+                           "address the tool can call: check it in the platform's settings "
+                           "here.") from None
     except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise _unreachable(platform, "access token URL", "did not answer in time") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
@@ -278,6 +285,9 @@ def service_get(platform: LTIPlatform, url: str, scopes: tuple[str, ...], accept
                                                      "service")
                     return response
                 raise _service_refusal(platform, scopes, response.status_code)
+        except BAD_URL:
+            raise ServiceError(f"{platform.name}'s service URL ({url!r}) is not a web address "
+                               "the tool can call.") from None
         except (requests.Timeout, urllib3.exceptions.TimeoutError):
             raise _unreachable(platform, "service", "did not answer in time") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
