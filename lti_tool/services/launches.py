@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from flask import after_this_request, has_request_context
 from pylti1p3.contrib.flask import FlaskMessageLaunch
 from pylti1p3.exception import LtiException
 from sqlalchemy import select
 
 from ..errors import LaunchError
 from ..extensions import cache, db
-from ..models import LaunchType, LTILaunchLog, LTIPlatform
+from ..models import Job, LaunchType, LTILaunchLog, LTIPlatform
 from . import claims as c
-from . import jwks
+from . import jobs, jwks, nrps
 from .claims import sanitize
 from .oidc import LOGIN_KEY
 from .provisioning import Provisioned, provision_launch
@@ -380,6 +381,10 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     except LaunchError as e:
         e.platform, e.claims, e.deep_linking = platform, body, deep_linking
         raise
+    roster_job = nrps.queue_sync_after_launch(body, platform, provisioned.group,
+                                              provisioned.user, provisioned.roles)
+    if roster_job is not None:
+        _dispatch_after_commit(roster_job)
     entry = LTILaunchLog(
         platform_id=platform.id,
         user_id=provisioned.user.id,
@@ -392,6 +397,21 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     db.session.add(entry)
     db.session.flush()
     return LaunchResult(provisioned, platform, message.get_launch_id(), deep_linking, entry.id)
+
+
+def _dispatch_after_commit(job: Job) -> None:
+    """Hand the job to the workers once the launch's view has committed (after its response is
+    built): the launch never waits for the job. Without a request the sweep sends it."""
+    if not has_request_context():
+        return
+    job_id = job.id
+
+    @after_this_request
+    def dispatch(response):
+        committed = db.session.get(Job, job_id)  # gone if the launch was rolled back
+        if committed is not None:
+            jobs.dispatch(committed)
+        return response
 
 
 def log_failure(error: LaunchError, ip: str | None) -> int | None:

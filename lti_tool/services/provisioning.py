@@ -91,23 +91,64 @@ def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None) -> M
 # Users
 
 
-def _full_name(cached: dict[str, str]) -> str:
-    """The name claim, else given and family name joined."""
-    return cached["name"] or " ".join(
-        n for n in (cached["given_name"], cached["family_name"]) if n
-    )
+@dataclass(frozen=True)
+class Profile:
+    """What a platform says about a person (a launch's claims or a roster member), cut to size.
+
+    `username_hints` are the LMS usernames a launch may carry, tried first for a new user.
+    """
+
+    email: str = ""
+    given_name: str = ""
+    family_name: str = ""
+    name: str = ""
+    username_hints: tuple[str, ...] = ()
+
+    @classmethod
+    def from_claims(cls, data: dict[str, Any]) -> Profile:
+        ext = data.get(c.EXT) if isinstance(data.get(c.EXT), dict) else {}
+        return cls(
+            email=_str(data.get("email"), 254),
+            given_name=_str(data.get("given_name")),
+            family_name=_str(data.get("family_name")),
+            name=_str(data.get("name")),
+            # Moodle's `ext.user_username`, else the OpenID `preferred_username` of Open edX
+            username_hints=(_str(ext.get("user_username")), _str(data.get("preferred_username"))),
+        )
+
+    def cached(self) -> dict[str, str]:
+        """The fields kept on the user mapping."""
+        return {"email": self.email, "given_name": self.given_name,
+                "family_name": self.family_name, "name": self.name}
+
+    @property
+    def full_name(self) -> str:
+        """The name, else given and family name joined."""
+        return self.name or " ".join(n for n in (self.given_name, self.family_name) if n)
+
+
+def user_changes(platform: LTIPlatform, user: Any, profile: Profile,
+                 roles: MappedRoles) -> dict[str, Any]:
+    """What a launch (or a roster sync) changes on a known user: a higher global role with
+    auto_sync_roles, the email and name when the platform sent them and they differ.
+
+    `user` is anything with `global_role`, `email` and `name` (a User or a selected row).
+    """
+    changes: dict[str, Any] = {}
+    if platform.auto_sync_roles and roles.global_role.rank > user.global_role.rank:
+        changes["global_role"] = roles.global_role
+    if profile.email and user.email != profile.email:
+        changes["email"] = profile.email
+    if profile.full_name and user.name != profile.full_name:
+        changes["name"] = profile.full_name
+    return changes
 
 
 def _user(
     platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime
 ) -> tuple[User, bool]:
     sub = data["sub"]
-    cached = {
-        "email": _str(data.get("email"), 254),
-        "given_name": _str(data.get("given_name")),
-        "family_name": _str(data.get("family_name")),
-        "name": _str(data.get("name")),
-    }
+    profile = Profile.from_claims(data)
     row = db.session.execute(
         select(LTIUserMapping, User)
         .join(User, User.id == LTIUserMapping.user_id)
@@ -118,18 +159,10 @@ def _user(
         db.session.execute(
             update(LTIUserMapping)
             .where(LTIUserMapping.id == mapping.id)
-            .values(last_login=now, **cached)
+            .values(last_login=now, **profile.cached())
             .execution_options(synchronize_session=False)
         )
-        changes = {}
-        if platform.auto_sync_roles and roles.global_role.rank > user.global_role.rank:
-            changes["global_role"] = roles.global_role
-        full_name = _full_name(cached)
-        if cached["email"] and user.email != cached["email"]:
-            changes["email"] = cached["email"]
-        if full_name and user.name != full_name:
-            changes["name"] = full_name
-        for key, value in changes.items():
+        for key, value in user_changes(platform, user, profile, roles).items():
             setattr(user, key, value)
         return user, False
     if not platform.auto_create_users:
@@ -138,15 +171,18 @@ def _user(
             f"No local user is mapped to sub {sub!r} and automatic user creation is off.",
             sub=sub,
         )
-    return _create_user(platform, data, roles, cached, now)
+    user_id, created = create_user(platform, sub, profile, roles, now, last_login=now)
+    return db.session.get(User, user_id), created
 
 
-def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User, bool]:
-    sub = data["sub"]
+def create_user(platform: LTIPlatform, sub: str, profile: Profile, roles: MappedRoles,
+                now: datetime, *, last_login: datetime | None) -> tuple[int, bool]:
+    """A new local user mapped to `sub` (flushed): (user id, True); or, when a concurrent
+    launch or sync mapped the sub first, that user's id and False."""
     user_id = _insert_user(
-        _username_base(platform, data),
-        email=cached["email"],
-        name=_full_name(cached),
+        _username_base(platform, sub, profile),
+        email=profile.email,
+        name=profile.full_name,
         global_role=roles.global_role,
         active=True,
         joined=now,
@@ -154,7 +190,7 @@ def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User,
     mapping_id = db.session.execute(
         _insert(LTIUserMapping)
         .values(platform_id=platform.id, lti_user_id=sub, user_id=user_id, created_at=now,
-                last_login=now, **cached)
+                last_login=last_login, **profile.cached())
         .on_conflict_do_nothing(index_elements=["platform_id", "lti_user_id"])
         .returning(LTIUserMapping.id)
     ).scalar()
@@ -166,29 +202,25 @@ def _create_user(platform, data, roles: MappedRoles, cached, now) -> tuple[User,
                 LTIUserMapping.platform_id == platform.id, LTIUserMapping.lti_user_id == sub
             )
         )
-        return db.session.get(User, user_id), False
+        return user_id, False
     log.info("Created user %s for sub %r of platform %r", user_id, sub, platform.name)
-    return db.session.get(User, user_id), True
+    return user_id, True
 
 
-def _username_base(platform: LTIPlatform, data: dict[str, Any]) -> str:
-    """A readable username: the LMS username (Moodle's `ext.user_username`, else the OpenID
-    `preferred_username` of Open edX and others), the email's local part, the name, or the sub.
-    """
-    ext = data.get(c.EXT) if isinstance(data.get(c.EXT), dict) else {}
-    email = _str(data.get("email"))
+def _username_base(platform: LTIPlatform, sub: str, profile: Profile) -> str:
+    """A readable username: the LMS username, the email's local part, the name, or the sub."""
+    email = profile.email
     candidates = [
-        _str(ext.get("user_username")),
-        _str(data.get("preferred_username")),
+        *profile.username_hints,
         email.split("@", 1)[0] if "@" in email else "",
-        ".".join(n for n in (_str(data.get("given_name")), _str(data.get("family_name"))) if n),
-        _str(data.get("name")).replace(" ", "."),
+        ".".join(n for n in (profile.given_name, profile.family_name) if n),
+        profile.name.replace(" ", "."),
     ]
     for candidate in candidates:
         cleaned = USERNAME_CHARS.sub("", candidate.lower()).strip(".-")[:120]
         if cleaned:
             return cleaned
-    return f"lti{platform.id}-" + (USERNAME_CHARS.sub("", str(data["sub"])) or "user")[:100]
+    return f"lti{platform.id}-" + (USERNAME_CHARS.sub("", str(sub)) or "user")[:100]
 
 
 def _insert_user(base: str, **values) -> int:
@@ -285,7 +317,11 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
 def _membership(
     platform: LTIPlatform, group: RBACGroup, user: User, role: GroupRole
 ) -> None:
-    """Join the user to the course group; with auto_sync_roles the role follows the LMS."""
+    """Join the user to the course group; with auto_sync_roles the role follows the LMS.
+
+    A membership a roster sync made becomes the launch's: the role a launch sets is the one a
+    later sync will not lower (Moodle's NRPS calls a non-editing teacher a Learner).
+    """
     membership = db.session.scalar(
         select(RBACMembership).where(
             RBACMembership.rbac_group_id == group.id, RBACMembership.user_id == user.id
@@ -298,8 +334,11 @@ def _membership(
                     source=MembershipSource.LAUNCH, created_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"])
         )
-    elif platform.auto_sync_roles and membership.role is not role:
-        membership.role = role
+    else:
+        if platform.auto_sync_roles and membership.role is not role:
+            membership.role = role
+        if membership.source is MembershipSource.ROSTER:
+            membership.source = MembershipSource.LAUNCH
 
 
 # Resource links
