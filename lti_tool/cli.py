@@ -1,8 +1,9 @@
 """Operator commands: create-admin, platform add|list|remove, keys list|rotate|retire|ensure,
-media add|reprocess, audit prune, jobs status|retry|sweep."""
+media add|reprocess, audit prune, jobs status|retry|sweep, nrps sync."""
 
 import re
 import secrets
+import sys
 from datetime import timedelta
 
 import click
@@ -14,7 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from .errors import ValidationError
 from .extensions import db
 from .models import Job, JobState, Media, Visibility
-from .services import audit, jobs, keys, media, platforms, processing, role_mappings, users
+from .services import (
+    audit,
+    jobs,
+    keys,
+    media,
+    nrps,
+    platforms,
+    processing,
+    role_mappings,
+    users,
+)
 
 
 class BadInput(click.BadParameter):
@@ -458,6 +469,79 @@ def jobs_sweep() -> None:
                f"sent again {done['resent']}.")
 
 
+nrps_cli = AppGroup("nrps", help="Course rosters from the platforms (Names and Roles).")
+
+
+def _nrps_courses(platform_name: str | None, context_id: str | None) -> list:
+    """The courses to sync: BadInput (one line, exit 2) for an unknown platform or context."""
+    if platform_name is not None:
+        try:
+            platform = platforms.get_platform_by_name(platform_name)
+        except ValidationError as e:
+            raise _bad(e, {"name": "--platform"}) from None
+        if not platform.enable_nrps:
+            raise BadInput(f"roster sync (Names and Roles) is switched off for {platform.name!r}",
+                           param_hint="'--platform'")
+        chosen = [platform]
+    else:
+        chosen = list(nrps.nrps_platforms())
+    groups = [g for p in chosen for g in nrps.syncable_groups(p, context_id)]
+    if context_id is not None and not groups:
+        where = f"of {chosen[0].name!r}" if platform_name else "of a platform with NRPS on"
+        raise BadInput(f"no course {where} has context ID {context_id!r} (a course is known "
+                       "after its first launch)", param_hint="'--context'")
+    return groups
+
+
+def _course_label(group) -> str:
+    return f"{group.name}, context {group.lti_context_id}"
+
+
+@nrps_cli.command("sync")
+@click.option("--platform", "platform_name", metavar="NAME",
+              help="Only this platform's courses (default: every platform with NRPS on).")
+@click.option("--context", "context_id", metavar="ID",
+              help="Only the course with this LTI context ID (default: every course with a "
+                   "roster address).")
+@click.option("--dry-run", is_flag=True, help="Read the rosters and say what would change.")
+def nrps_sync(platform_name: str | None, context_id: str | None, dry_run: bool) -> None:
+    """Sync course rosters into their course groups; one summary line per course."""
+    groups = _nrps_courses(platform_name, context_id)
+    if not groups:
+        click.echo("No course has a roster address yet: a launch from the course with Names "
+                   "and Roles on brings it.")
+        return
+    lines, failed = [], False
+    with click.progressbar(groups, label="Syncing rosters", file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+        for group in bar:
+            label = _course_label(group)
+            if dry_run:
+                plan = nrps.plan_sync(group)
+                db.session.commit()  # the platform's last answer
+                failed |= bool(plan.error)
+                lines.append(f"Failed ({label}): {plan.error}" if plan.error
+                             else f"{plan.summary()} ({label})")
+                continue
+            try:
+                record = nrps.sync(group, trigger="command")
+            except nrps.SyncRefused as e:
+                failed = True
+                lines.append(f"Not synced ({label}): {e.reason}")
+                continue
+            if record.error:
+                failed = True
+                lines.append(f"Failed ({label}): {record.error}")
+            else:
+                summary = nrps.summary_line(record.members, record.added, record.updated,
+                                            record.removed, record.skipped)
+                lines.append(f"{summary} ({label})")
+    for line in lines:
+        click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
@@ -466,3 +550,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(media_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(nrps_cli)
