@@ -1,4 +1,4 @@
-from . import playback, uploads  # noqa: F401  (register the playback and tus routes on bp)
+from . import playback, roster, uploads  # noqa: F401  (register the playback, roster and tus routes on bp)
 from .views import bp
 
 __all__ = ["bp"]
