@@ -164,6 +164,21 @@ def test_people_without_an_account_are_skipped_and_the_page_says_why(teacher, nr
     assert "Ada Lovelace" not in group_members(db)
 
 
+def test_a_sync_already_running_is_not_started_twice(teacher, db):
+    from lti_tool.extensions import cache
+    from lti_tool.services import nrps
+
+    page = teacher.get(roster_url(db))
+    group = db.session.scalar(sa.select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
+    assert cache.add(f"{nrps.LOCK_KEY}{group.id}", 1)  # another worker's sync of the course
+    before = group_members(db)
+    response = apply(teacher, db, page)
+    assert response.status_code == 409
+    assert "already running" in text(response)
+    assert group_members(db) == before
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RosterSync)) == 0
+
+
 def test_applying_needs_the_form_token(teacher, db):
     before = group_members(db)
     response = teacher.post(roster_url(db), headers=REFERER, data={})

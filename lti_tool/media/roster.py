@@ -102,11 +102,12 @@ def roster(id: int):
     category, group = managed_course(id)
     problem = why_not_syncable(group)
     form = ApplyForm()
+    status = 400 if request.method == "POST" else 200
     if problem is None and form.validate_on_submit():
         try:
             result = nrps.sync(group, trigger="manager", user=current_user)
-        except nrps.SyncRefused as e:
-            problem = e.reason
+        except nrps.SyncRefused as e:  # one already running: its result shows in the history
+            problem, status = e.reason, 409
         else:
             return redirect(url_for(".roster_result", id=id, sync_id=result.id), 303)
     plan = None
@@ -116,7 +117,7 @@ def roster(id: int):
     return render_template(
         "media/roster.html", category=category, group=group, problem=problem, plan=plan,
         form=form, **_settings(group),
-    ), (400 if request.method == "POST" else 200)
+    ), status
 
 
 @bp.get("/category/<int:id>/roster/<int:sync_id>")
