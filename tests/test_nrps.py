@@ -532,3 +532,14 @@ def test_a_sync_records_who_asked(nrps_lms, lms, course, db, make_user):
     assert (record.trigger, record.triggered_by_id) == ("manager", manager.id)
     assert record.finished_at is not None and record.status is RosterStatus.OK
     assert RosterChangeKind.ADDED  # the kinds recorded are the model's
+
+
+def test_usernames_taken_before_or_within_a_page_get_a_number(nrps_lms, lms, course, db,
+                                                             make_user):
+    make_user("grace")
+    nrps_lms.set_roster([member("318", email="grace@a.example"),
+                         member("319", email="grace@b.example"),
+                         member("320", email="grace@c.example")])
+    assert nrps.sync(course, trigger="command").added == 3
+    assert sorted(db.session.scalars(select(User.username).where(
+        User.username.like("grace%")))) == ["grace", "grace-2", "grace-3", "grace-4"]

@@ -48,7 +48,7 @@ from ..models import (
 from . import claims as c
 from . import jobs, platform_tokens, platforms
 from .platform_tokens import NRPS_SCOPE, ServiceError
-from .provisioning import Profile, _insert, create_user, user_changes
+from .provisioning import Profile, _insert, create_users, user_changes
 from .roles import MappedRoles, map_roles
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _same_origin(a: str, b: str) -> bool:
     return (x.scheme, x.hostname, x.port) == (y.scheme, y.hostname, y.port)
 
 
-def read_roster(platform: LTIPlatform, url: str, *, limit: int = PAGE_SIZE,
+def read_roster(platform: LTIPlatform, url: str, *, limit: int | None = None,
                 max_pages: int = MAX_PAGES) -> Iterator[list[Member]]:
     """The roster at `url`, a page of members at a time, following `rel="next"` links.
 
@@ -163,7 +163,7 @@ def read_roster(platform: LTIPlatform, url: str, *, limit: int = PAGE_SIZE,
     answer, a next link to another host, a paging loop) on the page that failed. Sets
     `platform.roster_answered_at` after each page read.
     """
-    page_url: str | None = with_limit(url, limit)
+    page_url: str | None = with_limit(url, limit or PAGE_SIZE)
     seen: set[str] = set()
     while page_url is not None:
         if page_url in seen or len(seen) >= max_pages:
@@ -181,7 +181,8 @@ def read_roster(platform: LTIPlatform, url: str, *, limit: int = PAGE_SIZE,
                         len(response.content or b""))
             raise RosterError("The platform's answer is not JSON: it is not a roster.") from None
         members = parse_page(body)
-        platform.roster_answered_at = datetime.now(UTC)
+        if len(seen) == 1:
+            platform.roster_answered_at = datetime.now(UTC)
         yield members
         page_url = next_link(response.headers.get("Link"))
         if page_url and not _same_origin(page_url, url):
@@ -343,22 +344,21 @@ class _Run:
         joins: list[dict[str, Any]] = []
         raises: dict[GroupRole, list[int]] = {}
         changes: list[dict[str, Any]] = []
-        for member in fresh:
-            if not member.active:
-                continue  # gone: left to the removals after a complete read
+        active = [(m, map_roles(m.roles, self.mappings)) for m in fresh if m.active]
+        created: dict[str, int] = {}
+        if self.apply and self.platform.auto_create_users:
+            created = create_users(self.platform, [(m.sub, m.profile, roles)
+                                                   for m, roles in active if m.sub not in known],
+                                   self.now)
+        for member, roles in active:  # the gone are left to the removals after a full read
             self.plan.members += 1
-            roles = map_roles(member.roles, self.mappings)
             row = known.get(member.sub)
-            user_id = row.user_id if row else None
-            if row is None:
-                if not self.platform.auto_create_users:
-                    self._note("skipped", PlannedChange(
-                        _label(member.profile, "", member.sub), None, member.sub, None, None))
-                    continue
-                if self.apply:
-                    user_id, _ = create_user(self.platform, member.sub, member.profile, roles,
-                                             self.now, last_login=None)
-            elif self.apply:
+            user_id = row.user_id if row else created.get(member.sub)
+            if row is None and not self.platform.auto_create_users:
+                self._note("skipped", PlannedChange(
+                    _label(member.profile, "", member.sub), None, member.sub, None, None))
+                continue
+            if row is not None and self.apply:
                 self._refresh(row, member.profile, roles)
             name = _label(member.profile, row.name if row else "", member.sub)
             if user_id is not None:
@@ -404,15 +404,15 @@ class _Run:
 
     def _write(self, joins: list[dict[str, Any]], roles: dict[GroupRole, list[int]],
                changes: list[dict[str, Any]]) -> None:
-        if joins:
+        if joins:  # executemany: compiled once per sync, not per page
             db.session.execute(
-                _insert(RBACMembership).values(joins)
-                .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"]))
+                _insert(RBACMembership.__table__)
+                .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"]), joins)
         for role, ids in roles.items():
             db.session.execute(update(RBACMembership).where(RBACMembership.id.in_(ids))
                                .values(role=role).execution_options(synchronize_session=False))
         if changes:
-            db.session.execute(insert(RosterChange), changes)
+            db.session.execute(insert(RosterChange.__table__), changes)
 
     def removals(self) -> None:
         """Memberships from launches or syncs whose person is not in the (complete) roster."""
@@ -444,7 +444,7 @@ class _Run:
                 db.session.execute(delete(RBACMembership)
                                    .where(RBACMembership.id.in_([r.id for r in batch]))
                                    .execution_options(synchronize_session=False))
-                db.session.execute(insert(RosterChange), changes)
+                db.session.execute(insert(RosterChange.__table__), changes)
 
 
 def plan_sync(group: RBACGroup) -> Plan:

@@ -207,6 +207,59 @@ def create_user(platform: LTIPlatform, sub: str, profile: Profile, roles: Mapped
     return user_id, True
 
 
+def create_users(platform: LTIPlatform, people: list[tuple[str, Profile, MappedRoles]],
+                 now: datetime) -> dict[str, int]:
+    """`create_user` for many people at once (a roster page), in a few statements: their
+    user ids by sub (flushed). A sub someone else mapped first keeps that user, as above."""
+    if not people:
+        return {}
+    bases = {sub: _username_base(platform, sub, profile) for sub, profile, _ in people}
+    taken = set(db.session.scalars(select(User.username).where(
+        User.username.in_(set(bases.values())))))
+    for base in {b for b in bases.values() if b in taken}:
+        taken.update(db.session.scalars(select(User.username).where(
+            User.username.like(f"{base}-%"))))
+    rows = []
+    for sub, profile, roles in people:
+        username, n = bases[sub], 1
+        while username in taken:
+            n += 1
+            username = f"{bases[sub]}-{n}"
+        taken.add(username)
+        rows.append({"username": username, "email": profile.email, "name": profile.full_name,
+                     "global_role": roles.global_role, "active": True, "joined": now})
+    # executemany (compiled once, sent in batches), not one statement of many VALUES
+    users = User.__table__
+    made = dict(db.session.execute(
+        _insert(users).on_conflict_do_nothing(index_elements=["username"])
+        .returning(users.c.username, users.c.id), rows).all())
+    user_ids = {}
+    for (sub, _, _), row in zip(people, rows, strict=True):
+        user_id = made.get(row["username"])
+        if user_id is None:  # a launch took the name meanwhile
+            user_id = _insert_user(bases[sub], **{k: v for k, v in row.items()
+                                                  if k != "username"})
+        user_ids[sub] = user_id
+    mappings = LTIUserMapping.__table__
+    mapped = dict(db.session.execute(
+        _insert(mappings)
+        .on_conflict_do_nothing(index_elements=["platform_id", "lti_user_id"])
+        .returning(mappings.c.lti_user_id, mappings.c.user_id),
+        [{"platform_id": platform.id, "lti_user_id": sub, "user_id": user_ids[sub],
+          "created_at": now, "last_login": None, **profile.cached()}
+         for sub, profile, _ in people]).all())
+    lost = [sub for sub in user_ids if sub not in mapped]
+    if lost:
+        # Launches of these people made their mappings first: use theirs, drop ours.
+        db.session.execute(delete(User).where(User.id.in_([user_ids[s] for s in lost])))
+        mapped.update(db.session.execute(
+            select(LTIUserMapping.lti_user_id, LTIUserMapping.user_id).where(
+                LTIUserMapping.platform_id == platform.id,
+                LTIUserMapping.lti_user_id.in_(lost))).all())
+    log.info("Created %d users for platform %r", len(people) - len(lost), platform.name)
+    return mapped
+
+
 def _username_base(platform: LTIPlatform, sub: str, profile: Profile) -> str:
     """A readable username: the LMS username, the email's local part, the name, or the sub."""
     email = profile.email
