@@ -106,7 +106,6 @@ def test_pages_are_followed_with_mixed_case_tokens_kept(nrps_lms, lms):
     # the platform knows its page tokens only in their exact case
     assert all(r.status == 200 for r in sent) and any(
         r.query.get("page", "").lower() != r.query.get("page") for r in sent[1:])
-    assert lms.platform.roster_answered_at is not None
 
 
 def test_a_platform_capping_the_page_size_is_followed(nrps_lms, lms):
@@ -543,3 +542,60 @@ def test_usernames_taken_before_or_within_a_page_get_a_number(nrps_lms, lms, cou
     assert nrps.sync(course, trigger="command").added == 3
     assert sorted(db.session.scalars(select(User.username).where(
         User.username.like("grace%")))) == ["grace", "grace-2", "grace-3", "grace-4"]
+
+
+def test_a_course_the_platform_no_longer_knows_loses_its_address(nrps_lms, lms, course, db):
+    nrps_lms.set_roster([member(TEACHER, "Instructor")], "24")
+    del nrps_lms.courses["24"]  # the platform answers 404
+    record = nrps.sync(course, trigger="command")
+    assert "404" in record.error and "no longer in it" in record.error
+    db.session.refresh(course)
+    assert course.memberships_url is None and course.roster_status is RosterStatus.FAILED
+    # the next launch from the course brings it back
+    assert nrps.refusal(course).startswith("The platform has not told the tool")
+
+
+def test_sync_dry_run_returns_unsaved_counts(nrps_lms, lms, course, db):
+    nrps_lms.set_roster([member(TEACHER, "Instructor"), *members(4, start=100)])
+    record = nrps.sync(course, trigger="manager", dry_run=True)
+    assert (record.status, record.members, record.added, record.id) == (
+        RosterStatus.OK, 5, 4, None)
+    assert count(db, RosterSync) == 0 and set(roster(db, course)) == {TEACHER}
+
+
+def test_a_queued_sync_gives_way_to_one_already_running(nrps_lms, lms, course, db, app):
+    nrps_lms.set_roster(members(150, start=100))
+    nrps.sync(course, trigger="command")  # so the next read writes nothing while it waits
+    nrps_lms.log.clear()
+    nrps_lms.slow_seconds = 2
+    nrps_lms.page_failures = {2: "slow"}
+    job = nrps.queue_sync(course)
+    db.session.commit()
+    done = threading.Event()
+
+    def manager():
+        with app.app_context():
+            nrps.sync(db.session.get(RBACGroup, course.id), trigger="manager")
+            db.session.remove()
+            done.set()
+
+    thread = threading.Thread(target=manager)
+    thread.start()
+    for _ in range(200):
+        if nrps_lms.memberships_requests():
+            break
+        threading.Event().wait(0.02)
+    assert jobs.run(job.id)  # runs, finds the manager's sync running, and stops quietly
+    thread.join(30)
+    assert done.is_set()
+    db.session.expire_all()
+    assert db.session.get(Job, job.id).state is JobState.DONE
+    assert [r.trigger for r in db.session.scalars(select(RosterSync))] == ["command", "manager"]
+
+
+def test_a_dry_run_records_that_the_platform_answered(nrps_lms, lms, course, db):
+    assert lms.platform.roster_answered_at is None
+    nrps.plan_sync(course)
+    db.session.commit()
+    db.session.refresh(lms.platform)
+    assert lms.platform.roster_answered_at is not None

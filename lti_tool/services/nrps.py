@@ -160,8 +160,9 @@ def read_roster(platform: LTIPlatform, url: str, *, limit: int | None = None,
     """The roster at `url`, a page of members at a time, following `rel="next"` links.
 
     Raises ServiceError (the platform refused or did not answer) or RosterError (malformed
-    answer, a next link to another host, a paging loop) on the page that failed. Sets
-    `platform.roster_answered_at` after each page read.
+    answer, a next link to another host, a paging loop) on the page that failed. Writes
+    nothing (the caller records `platform.roster_answered_at`: a write here would hold
+    SQLite's write lock for the rest of the read).
     """
     page_url: str | None = with_limit(url, limit or PAGE_SIZE)
     seen: set[str] = set()
@@ -180,10 +181,7 @@ def read_roster(platform: LTIPlatform, url: str, *, limit: int | None = None,
                         response.headers.get("Content-Type", "no content type"),
                         len(response.content or b""))
             raise RosterError("The platform's answer is not JSON: it is not a roster.") from None
-        members = parse_page(body)
-        if len(seen) == 1:
-            platform.roster_answered_at = datetime.now(UTC)
-        yield members
+        yield parse_page(body)
         page_url = next_link(response.headers.get("Link"))
         if page_url and not _same_origin(page_url, url):
             raise RosterError("The platform's next roster page is on another host "
@@ -301,7 +299,7 @@ class _Run:
     def run(self) -> None:
         for members in read_roster(self.platform, self.group.memberships_url):
             self.pages += 1
-            self.answered_at = self.platform.roster_answered_at
+            self.answered_at = self.answered_at or datetime.now(UTC)
             self.page(members)
         if self.platform.remove_from_groups_on_unenroll:
             self.removals()
@@ -459,6 +457,8 @@ def plan_sync(group: RBACGroup) -> Plan:
         run.run()
     except (ServiceError, RosterError) as e:
         run.plan.error = _incomplete(e, run.pages)
+    if run.answered_at is not None:
+        platform.roster_answered_at = run.answered_at
     return run.plan
 
 
@@ -523,7 +523,8 @@ def _sync(group: RBACGroup, *, trigger: str, user: User | None = None,
             raise
         if error is not None:
             db.session.rollback()
-            record = _finish(record_id, group_id, run, _incomplete(error, run.pages))
+            record = _finish(record_id, group_id, run, _incomplete(error, run.pages),
+                             forget_url=getattr(error, "status", None) == 404)
         else:
             record = _finish(record_id, group_id, run, None)
         log.info("Roster sync %s of group %s (%s): %s", record_id, group_id, trigger,
@@ -533,8 +534,11 @@ def _sync(group: RBACGroup, *, trigger: str, user: User | None = None,
         cache.delete(lock)
 
 
-def _finish(sync_id: int, group_id: int, run: _Run, error: str | None) -> RosterSync:
-    """Record the outcome on the sync and the course, and commit."""
+def _finish(sync_id: int, group_id: int, run: _Run, error: str | None,
+            forget_url: bool = False) -> RosterSync:
+    """Record the outcome on the sync and the course, and commit. `forget_url`: the address
+    answered 404 (the course is gone, or the tool is no longer in it): it is dropped until a
+    launch from the course brings it again."""
     now = datetime.now(UTC)
     counts = ({"members": run.plan.members, **run.counts} if error is None else
               {"members": 0, "added": 0, "updated": 0, "removed": 0, "skipped": 0})
@@ -546,6 +550,8 @@ def _finish(sync_id: int, group_id: int, run: _Run, error: str | None) -> Roster
     group = db.session.get(RBACGroup, group_id)
     group.roster_status, group.roster_error = status, error or ""
     group.roster_synced_at, group.roster_counts = now, counts
+    if forget_url:
+        group.memberships_url = None
     if run.answered_at is not None:
         run.platform.roster_answered_at = run.answered_at
     db.session.commit()
