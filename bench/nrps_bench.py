@@ -82,7 +82,7 @@ def measure(count: int, page: int, server: str | None) -> None:
     from lti_tool import create_app
     from lti_tool.extensions import db
     from lti_tool.models import RBACGroup
-    from lti_tool.services import keys, nrps
+    from lti_tool.services import keys, nrps_reader
     from tests.databases import fresh_database
     from tests.lms import TestPlatform
     from tests.nrps_platform import NrpsPlatform, member, members
@@ -108,7 +108,7 @@ def measure(count: int, page: int, server: str | None) -> None:
                                   memberships_url=service.memberships_url("24"))
                 db.session.add(group)
                 db.session.commit()
-                nrps.PAGE_SIZE = page  # the page size asked for (the setting)
+                nrps_reader.PAGE_SIZE = page  # the page size asked for (the setting)
                 for label in ("first sync", "unchanged"):
                     figures = run_sync(db, group.id)
                     print(f"{label:>11}: {figures['seconds']:6.1f} s, "

@@ -22,7 +22,7 @@ from lti_tool.models import (
     RosterSync,
     User,
 )
-from lti_tool.services import jobs, nrps
+from lti_tool.services import jobs, nrps, nrps_reader
 
 from . import nrps_platform
 from .lms import INSTRUCTOR, LEARNER
@@ -361,7 +361,7 @@ def test_failures_remove_nobody_and_record_why(nrps_lms, lms, course, db, failur
 
 def test_a_timeout_removes_nobody(nrps_lms, lms, course, db, monkeypatch):
     before, _ = _failing_setup(nrps_lms, lms, course, db)
-    monkeypatch.setattr(nrps, "TIMEOUT", (2, 0.3))  # the setting, shortened for the test
+    monkeypatch.setattr(nrps_reader, "TIMEOUT", (2, 0.3))  # the setting, shortened for the test
     nrps_lms.slow_seconds = 2
     nrps_lms.page_failures = {2: "slow"}
     record = nrps.sync(course, trigger="command")
