@@ -21,6 +21,7 @@ from .services import (
     keys,
     media,
     nrps,
+    nrps_jobs,
     platforms,
     processing,
     role_mappings,
@@ -484,8 +485,8 @@ def _nrps_courses(platform_name: str | None, context_id: str | None) -> list:
                            param_hint="'--platform'")
         chosen = [platform]
     else:
-        chosen = list(nrps.nrps_platforms())
-    groups = [g for p in chosen for g in nrps.syncable_groups(p, context_id)]
+        chosen = list(nrps_jobs.nrps_platforms())
+    groups = [g for p in chosen for g in nrps_jobs.syncable_groups(p, context_id)]
     if context_id is not None and not groups:
         where = f"of {chosen[0].name!r}" if platform_name else "of a platform with NRPS on"
         raise BadInput(f"no course {where} has context ID {context_id!r} (a course is known "

@@ -22,7 +22,7 @@ from flask import Flask
 from kombu import Queue
 
 from .extensions import db
-from .services import jobs, nrps, processing, upkeep  # noqa: F401 (their handlers register)
+from .services import jobs, nrps_jobs, processing, upkeep  # noqa: F401 (their handlers register)
 
 SWEEP_EVERY = 60  # seconds between sweeps for stopped workers and unsent jobs
 SHORT_TIME_LIMIT = 600  # seconds a short job may run

@@ -22,7 +22,7 @@ from lti_tool.models import (
     RosterSync,
     User,
 )
-from lti_tool.services import jobs, nrps, nrps_reader
+from lti_tool.services import jobs, nrps, nrps_jobs, nrps_reader
 
 from . import nrps_platform
 from .lms import INSTRUCTOR, LEARNER
@@ -346,7 +346,7 @@ def test_failures_remove_nobody_and_record_why(nrps_lms, lms, course, db, failur
                                                transient):
     before, users = _failing_setup(nrps_lms, lms, course, db)
     nrps_lms.page_failures = {page: failure}
-    record, error = nrps._sync(course, trigger="command")
+    record, error = nrps.sync_with_error(course, trigger="command")
     assert record.status is RosterStatus.FAILED
     assert words in record.error and "Nobody was added, changed or removed" in record.error
     assert ("after 1 page read" in record.error) == (page == 2)
@@ -431,16 +431,16 @@ def test_two_syncs_of_one_course_run_once(nrps_lms, lms, course, db, app):
 
 
 def test_the_job_of_a_course_is_queued_once(nrps_lms, lms, course, db):
-    first = nrps.queue_sync(course)
+    first = nrps_jobs.queue_sync(course)
     db.session.commit()
-    assert nrps.queue_sync(course).id == first.id
+    assert nrps_jobs.queue_sync(course).id == first.id
     assert first.subject == f"roster:{course.id}"
 
 
 def test_the_job_syncs_and_retries_a_platform_outage(nrps_lms, lms, course, db):
     nrps_lms.set_roster([member(TEACHER, "Instructor"), *members(3)])
     nrps_lms.page_failures = {1: 503}
-    job = nrps.queue_sync(course)
+    job = nrps_jobs.queue_sync(course)
     db.session.commit()
     jobs.run(job.id)
     db.session.expire_all()
@@ -569,7 +569,7 @@ def test_a_queued_sync_gives_way_to_one_already_running(nrps_lms, lms, course, d
     nrps_lms.log.clear()
     nrps_lms.slow_seconds = 2
     nrps_lms.page_failures = {2: "slow"}
-    job = nrps.queue_sync(course)
+    job = nrps_jobs.queue_sync(course)
     db.session.commit()
     done = threading.Event()
 

@@ -18,7 +18,7 @@ from ..errors import LaunchError
 from ..extensions import cache, db
 from ..models import Job, LaunchType, LTILaunchLog, LTIPlatform
 from . import claims as c
-from . import jobs, jwks, nrps
+from . import jobs, jwks, nrps_jobs
 from .claims import sanitize
 from .oidc import LOGIN_KEY
 from .provisioning import Provisioned, provision_launch
@@ -381,7 +381,7 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     except LaunchError as e:
         e.platform, e.claims, e.deep_linking = platform, body, deep_linking
         raise
-    roster_job = nrps.queue_sync_after_launch(body, platform, provisioned.group,
+    roster_job = nrps_jobs.queue_sync_after_launch(body, platform, provisioned.group,
                                               provisioned.user, provisioned.roles)
     if roster_job is not None:
         _dispatch_after_commit(roster_job)
