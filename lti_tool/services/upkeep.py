@@ -31,14 +31,12 @@ def remove_abandoned_uploads(context: jobs.Context) -> None:
     removed = uploads.remove_abandoned(
         current_app.config["MEDIA_ROOT"],
         timedelta(hours=current_app.config["UPLOAD_EXPIRY_HOURS"]))
-    db.session.commit()
     log.info("Removed %d abandoned uploads", removed)
 
 
 @jobs.handler("jobs.forget", queue=jobs.SHORT)
 def forget_finished_jobs(context: jobs.Context) -> None:
     removed = jobs.remove_finished(JOBS_KEPT)
-    db.session.commit()
     log.info("Forgot %d finished jobs", removed)
 
 
