@@ -24,6 +24,14 @@ ISOLATED_ENV = ("SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT", "TRUSTED_PROXIES", "
 TEST_HOSTS = ["localhost", "127.0.0.1", "tool.example.org"]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (`rep_call`): fixtures see whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 def pytest_report_header(config) -> list[str]:
     return [
         f"database: {os.environ.get('TEST_DATABASE_URL') or 'SQLite (temporary file)'}",

@@ -68,6 +68,8 @@ class PlatformServer:
                     return self.html(server.platform.course_page())
                 if path == "/launch-form":
                     return self.html(server.platform.login_form())
+                if path == "/mod/lti/return.php":  # launch_presentation.return_url
+                    return self.html("<!doctype html><title>Course</title>Back in the course")
                 self.send_response(404)
                 self.end_headers()
 
@@ -159,6 +161,7 @@ class TestPlatform:
         self.browser_roles = [LEARNER]  # roles of the user signed in to the web side
         self.browser_message_type = "LtiResourceLinkRequest"  # what the web side launches
         self.returned: list[str] = []  # deep-linking answers posted back to the web side
+        self.frame = ("900", "600")  # the course page's iframe: width and height attributes
 
     # keys
 
@@ -294,8 +297,11 @@ class TestPlatform:
 
     def course_page(self) -> str:
         return (
-            "<!doctype html><title>Modern History</title><h1>Course: Modern History</h1>"
-            '<iframe id="tool" src="/launch-form" width="900" height="600"></iframe>'
+            "<!doctype html><title>Modern History</title>"
+            "<style>body{margin:8px}iframe{border:1px solid #999;display:block}</style>"
+            "<h1>Course: Modern History</h1>"
+            f'<iframe id="tool" src="/launch-form" width="{self.frame[0]}" '
+            f'height="{self.frame[1]}" allow="fullscreen"></iframe>'
         )
 
     def login_form(self) -> str:

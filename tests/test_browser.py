@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from .journeys import save_screenshots
 from .lms import TestPlatform
 from .server import self_signed_certificate, serve
 
@@ -66,8 +67,11 @@ def chrome(block_cookies_of: tuple[str, str] | None = None, one_process: bool = 
 
 
 @pytest.fixture
-def browser_factory(tool_url):
-    """Browsers quit before the tool stops (gunicorn would wait on their open connections)."""
+def browser_factory(request, tool_url):
+    """Browsers quit before the tool stops (gunicorn would wait on their open connections).
+
+    When the journey failed, each browser's screen is kept in test-artifacts/ first.
+    """
     drivers = []
 
     def make(**kwargs):
@@ -75,6 +79,9 @@ def browser_factory(tool_url):
         return drivers[-1]
 
     yield make
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        save_screenshots(drivers, request.node.nodeid)
     for driver in drivers:
         driver.quit()
 
