@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, abort
 
-from . import admin, audit, cli, health, launch, media, security, sessions, worker
+from . import admin, audit, cli, health, home, launch, media, security, sessions, templating, worker
 from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     security.init_app(app)
+    templating.init_app(app)
     cli.init_app(app)
     worker.celery_init_app(app)
     return app
@@ -68,6 +69,7 @@ def _unauthorized():
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
+    app.register_blueprint(home.bp)
     app.register_blueprint(launch.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)
