@@ -60,6 +60,8 @@ def launch():
         earlier = [*earlier[-(PENDING_PICKERS - 1):], result.launch_id]
     session["launch_ids"] = earlier
     session["frame_origins"] = platforms.frame_origins(result.platform)
+    if result.provisioned.category:  # where `/` and "Back to the course's media" lead
+        session["course_id"] = result.provisioned.category.id
     allow_framing_by(*session["frame_origins"])
     return redirect(_destination(result), 303)
 
