@@ -77,7 +77,7 @@ def test_a_teacher_syncs_the_class_list_from_the_course_page(browser_factory, si
     driver.get(f"{site_lms.issuer}/course")
     driver.switch_to.frame(driver.find_element(By.ID, "tool"))
     wait_for_text(driver, "not been synced from the LMS yet")
-    driver.find_element(By.LINK_TEXT, "Sync roster").click()
+    driver.find_element(By.LINK_TEXT, "Sync the class list").click()
     diff = wait_for_text(driver, "Apply these changes")
     assert "2 to add, 0 role changes, 0 to remove" in diff
     assert "Ada Lovelace" in diff and "Edsger Dijkstra" in diff
@@ -85,7 +85,7 @@ def test_a_teacher_syncs_the_class_list_from_the_course_page(browser_factory, si
     result = wait_for_text(driver, "2 added")
     assert "Done" in result and "Ada Lovelace" in result and "Edsger Dijkstra" in result
     assert "/roster/" in driver.execute_script("return location.pathname")
-    driver.find_element(By.LINK_TEXT, "Back to the course").click()
+    driver.find_element(By.LINK_TEXT, "Course media").click()
     course = wait_for_text(driver, "Class list last synced from the LMS")
     assert "3 people, 2 added, 0 changed, 0 removed, 0 skipped" in course
     assert_no_policy_violations(driver)

@@ -108,7 +108,7 @@ def test_students_and_teachers_of_other_courses_are_refused(app, teacher, nrps_l
             assert client.get(path).status_code == 403
         assert client.post(url, headers=REFERER, data={}).status_code in (400, 403)
     assert teacher.get(f"/media/category/{course(db, '25').id}/roster").status_code == 403
-    assert b"Sync roster" not in student.get(f"/media/category/{course(db).id}").data
+    assert b"Sync the class list" not in student.get(f"/media/category/{course(db).id}").data
     assert db.session.scalar(sa.select(sa.func.count()).select_from(RosterSync)) == 0
 
 
@@ -240,10 +240,10 @@ def test_class_lists_switched_off_for_the_lms_say_so(teacher, nrps_lms, db):
 
 def test_the_course_page_shows_its_managers_the_last_sync(teacher, db):
     page = text(teacher.get(f"/media/category/{course(db).id}"))
-    assert "Sync roster" in page and "not been synced from the LMS yet" in page
+    assert "Sync the class list" in page and "not been synced from the LMS yet" in page
     apply(teacher, db)
     page = text(teacher.get(f"/media/category/{course(db).id}"))
-    assert re.search(r"Class list last synced from the LMS \d{4}-\d\d-\d\d \d\d:\d\d UTC: "
+    assert re.search(r"Class list last synced from the LMS \d{1,2} \w{3} \d{4} \d\d:\d\d UTC: "
                      r"5 people, 3 added, 1 changed, 1 removed, 0 skipped", page)
     assert "NRPS" not in page and "RBAC" not in page
 

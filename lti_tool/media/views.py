@@ -30,6 +30,7 @@ from .forms import (
     PickerForm,
     UploadForm,
 )
+from .library_forms import LibraryFilterForm
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ def frame_for_the_lms():
 @bp.get("/")
 @login_required
 def my_media():
-    items, next_after = access.own_media(current_user, request.args.get("after", type=int))
-    return render_template("media/my_media.html", items=items, next_after=next_after)
+    filters = LibraryFilterForm(request.args)
+    items, next_after = access.own_media(current_user, filters.clean_after(),
+                                         q=filters.clean_q(), sort=filters.clean_sort())
+    return render_template("media/my_media.html", items=items, next_after=next_after,
+                           filters=filters)
 
 
 @bp.get("/category/<int:id>")
@@ -57,10 +61,14 @@ def category(id: int):
     role = access.category_role(current_user, category)
     if role is None and not access.can_view_category(current_user, category):
         abort(403)
-    items, next_after = access.category_media(category, request.args.get("after", type=int))
+    filters = LibraryFilterForm(request.args)
+    items, next_after = access.category_media(category, filters.clean_after(),
+                                              q=filters.clean_q(), sort=filters.clean_sort())
     return render_template(
         "media/category.html", category=category, role=role, items=items,
-        next_after=next_after, can_upload=access.can_upload_to(current_user, category),
+        next_after=next_after, filters=filters,
+        can_upload=access.can_upload_to(current_user, category),
+        manages_course=access.manages_category(current_user, category, role),
     )
 
 
@@ -171,7 +179,8 @@ def manageable_media(id: int) -> Media:
 @login_required
 def media_detail(id: int):
     item = viewable_media(id)
-    return render_template("media/detail.html", **player_context(item))
+    return render_template("media/detail.html", **player_context(item),
+                           course=access.course_of(current_user, item))
 
 
 def player_context(item: Media) -> dict:

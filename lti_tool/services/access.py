@@ -1,6 +1,6 @@
 """Who may see what: group roles on categories, media visibility, global roles."""
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, tuple_
 
 from ..extensions import db
 from ..models import (
@@ -13,9 +13,10 @@ from ..models import (
     Visibility,
     rbac_group_category,
 )
-from .paging import newest_first
+from .paging import MAX_ID, newest_first
 
-PAGE_SIZE = 50  # items on a page of a course's or a user's media
+PAGE_SIZE = 24  # items on a page of a course's or a user's media: 2, 3 or 4 cards a row
+SORTS = ("newest", "title")
 
 
 def category_role(user: User, category: Category) -> GroupRole | None:
@@ -46,17 +47,57 @@ def can_view_media(user: User, media: Media) -> bool:
     return False
 
 
-def category_media(category: Category, after: int | None = None) -> tuple[list[Media], int | None]:
-    """A page of a category's media, newest first, and the next page's cursor (private items
-    only appear on their owner's page)."""
+def category_media(
+    category: Category, after: str | int | None = None, *, q: str = "", sort: str = "newest",
+) -> tuple[list[Media], str | None]:
+    """A page of a category's media (newest first, or by title), matching the search `q`, and
+    the next page's cursor (private items only appear on their owner's page)."""
     query = select(Media).where(
         Media.category_id == category.id, Media.visibility != Visibility.PRIVATE)
-    return newest_first(query, Media, after, PAGE_SIZE)
+    return library_page(query, q, sort, after)
 
 
-def own_media(user: User, after: int | None = None) -> tuple[list[Media], int | None]:
-    """A page of the user's own media, newest first, and the next page's cursor."""
-    return newest_first(select(Media).where(Media.owner_id == user.id), Media, after, PAGE_SIZE)
+def own_media(
+    user: User, after: str | int | None = None, *, q: str = "", sort: str = "newest",
+) -> tuple[list[Media], str | None]:
+    """A page of the user's own media, as `category_media` pages a course's."""
+    return library_page(select(Media).where(Media.owner_id == user.id), q, sort, after)
+
+
+def library_page(query, q: str, sort: str, after: str | int | None):
+    """One page of `query`, searched (the picker's full-text search) and sorted, by key.
+
+    Newest first pages on (created_at, id) with the last item's id as the cursor; by title on
+    (lower(title), id) with a cursor of both, "<id>:<title>", so a renamed or deleted item
+    never loses the reader's place. A cursor that makes no sense gives the first page.
+    """
+    # Imported here: deep_linking imports this module.
+    from .deep_linking import search_condition
+
+    if (condition := search_condition(q)) is not None:
+        query = query.where(condition)
+    if sort != "title":
+        try:
+            cursor = int(after) if after is not None else None
+        except ValueError:
+            cursor = None
+        items, next_id = newest_first(query, Media, cursor, PAGE_SIZE)
+        return items, (str(next_id) if next_id is not None else None)
+    key = func.lower(Media.title)
+    if (last := title_cursor(after)) is not None:
+        query = query.where(tuple_(key, Media.id) > tuple_(func.lower(literal(last[1])), last[0]))
+    rows = db.session.scalars(query.order_by(key, Media.id).limit(PAGE_SIZE + 1)).all()
+    items = list(rows[:PAGE_SIZE])
+    more = len(rows) > PAGE_SIZE
+    return items, (f"{items[-1].id}:{items[-1].title}" if more else None)
+
+
+def title_cursor(after: str | int | None) -> tuple[int, str] | None:
+    """(id, title) from a title page's cursor, or None."""
+    number, sep, title = str(after or "").partition(":")
+    if not sep or not number.isdigit() or int(number) > MAX_ID:
+        return None
+    return int(number), title
 
 
 def can_upload_to(user: User, category: Category) -> bool:
@@ -79,6 +120,22 @@ def upload_categories(user: User) -> list[Category]:
             RBACMembership.role.in_([GroupRole.CONTRIBUTOR, GroupRole.MANAGER]),
         ).distinct()
     return list(db.session.scalars(query))
+
+
+def manages_category(user: User, category: Category, role: GroupRole | None = None) -> bool:
+    """Edits and deletes every item of the course (its managers, editors): `can_manage_media`
+    for a whole page of the course's media at once. `role`: the user's, when already known."""
+    if user.has_global_role(GlobalRole.EDITOR):
+        return True
+    return (role or category_role(user, category)) is GroupRole.MANAGER
+
+
+def course_of(user: User, media: Media) -> Category | None:
+    """The course whose media page the item's player leads back to, if the user may see it."""
+    category = media.category
+    if category is not None and can_view_category(user, category):
+        return category
+    return None
 
 
 def can_manage_media(user: User, media: Media) -> bool:
