@@ -126,7 +126,7 @@ def open_upload_form(driver, platform):
     platform.browser_roles = [INSTRUCTOR]
     driver.get(f"{platform.issuer}/course")
     driver.switch_to.frame(driver.find_element(By.ID, "tool"))
-    wait_for_text(driver, "Your role in this course: manager")
+    wait_for_text(driver, "Add media")
     driver.find_element(By.LINK_TEXT, "Add media").click()
     wait_for_text(driver, "Add media")
 
