@@ -51,7 +51,8 @@ def my_media():
     items, next_after = access.own_media(current_user, filters.clean_after(),
                                          q=filters.clean_q(), sort=filters.clean_sort())
     return render_template("media/my_media.html", items=items, next_after=next_after,
-                           filters=filters)
+                           filters=filters,
+                           can_upload=bool(access.upload_categories(current_user)))
 
 
 @bp.get("/category/<int:id>")
