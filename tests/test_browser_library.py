@@ -215,3 +215,32 @@ def test_a_teacher_searches_and_sorts_the_course_grid(app, db, browser_factory, 
     wait_for_text(driver, "Roads of Rome")
     assert shown() == ["Aqueducts", "Bridges", "Roads of Rome"]
     assert_no_policy_violations(driver)
+
+
+def test_a_pdf_shows_in_the_player_with_its_link_and_the_teachers_actions_in_view(
+    app, db, browser_factory, site_lms
+):
+    """The file is served with `Content-Security-Policy: sandbox`; Chromium's PDF viewer still
+    draws it in the frame (checked by eye on a screenshot, headless Chromium 156; a test cannot
+    read the viewer's pixels), and the link opens it whole."""
+    from selenium.webdriver.common.by import By
+
+    site_lms.browser_roles = [INSTRUCTOR]
+    driver = browser_factory()
+    open_course(driver, site_lms, WIDE)
+    wait_for_text(driver, "Add media")
+    out = io.BytesIO()
+    Image.new("RGB", (600, 800), (200, 50, 50)).save(out, "PDF")
+    item = Media(title="Handout", file_path=store(app, out.getvalue(), ".pdf"),
+                 mime_type="application/pdf", size=len(out.getvalue()),
+                 category=the_course(db), visibility=Visibility.MEMBERS,
+                 status=MediaStatus.READY)
+    db.session.add(item)
+    db.session.commit()
+    go(driver, f"/media/{item.id}", "Open the PDF in a new tab")
+    frame = driver.find_element(By.CSS_SELECTOR, ".player iframe.pdf")
+    assert frame.size["height"] > 300
+    for link in ("Open the PDF in a new tab", "Edit", "Delete"):
+        assert fully_visible(driver, driver.find_element(By.LINK_TEXT, link)), link
+    assert horizontal_overflow(driver) == 0
+    assert_accessible(driver)
