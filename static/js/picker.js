@@ -17,8 +17,7 @@
   function showCount() {
     var n = 0;
     choices().forEach(function (input) { if (input.checked) n += 1; });
-    count.textContent = n === 0 ? "Nothing chosen yet" :
-      n + (n === 1 ? " item chosen" : " items chosen");
+    count.textContent = n === 0 ? "None chosen" : n + " chosen";
   }
 
   form.addEventListener("change", function (event) {
