@@ -136,7 +136,10 @@ def choose_and_send(driver, path: Path, title: str) -> None:
 
     driver.execute_script(RECORD_STATUS)
     driver.find_element(By.NAME, "file").send_keys(str(path))
-    driver.find_element(By.NAME, "title").send_keys(title)
+    field = driver.find_element(By.NAME, "title")
+    assert field.get_attribute("value"), "filled in from the file name"
+    field.clear()  # the teacher types their own
+    field.send_keys(title)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 

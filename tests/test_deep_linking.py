@@ -116,11 +116,11 @@ def test_the_picker_pages(browser, lms, db, make_user):
     url, first = open_picker(browser, lms)
     assert first.data.count(b'name="media_ids"') == 20
     assert [f"Item {n:02d}" for n in range(24, 4, -1)] == re.findall(
-        r"Item \d\d", first.get_data(as_text=True))
+        r"Choose<span class=\"visually-hidden\"> “(Item \d\d)”", first.get_data(as_text=True))
     next_url = html.unescape(re.search(r'href="([^"]+)" rel="next"',
                                        first.get_data(as_text=True)).group(1))
     second = browser.get(next_url)
-    assert re.findall(r"Item \d\d", second.get_data(as_text=True)) == [
+    assert re.findall(r"> “(Item \d\d)”", second.get_data(as_text=True)) == [
         f"Item {n:02d}" for n in range(4, -1, -1)]
     assert b'rel="next"' not in second.data and b"First page" in second.data
 

@@ -1,6 +1,7 @@
 """Adding, editing and deleting media from the browser, with the rights of each role."""
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,11 @@ def test_upload_from_the_picker_returns_to_it(browser, lms, db):
                               "csrf_token": csrf(form), "title": "Fresh", "description": "",
                               "category": str(course(db).id), "visibility": "members",
                               "file": (io.BytesIO(MP4), "fresh.mp4")})
-    assert posted.status_code == 303 and posted.headers["Location"] == picker
-    assert b"Fresh" in browser.get(picker).data
+    fresh = db.session.scalar(sa.select(Media).where(Media.title == "Fresh"))
+    assert posted.status_code == 303
+    assert posted.headers["Location"] == f"{picker}?selected={fresh.id}"
+    back = browser.get(posted.headers["Location"]).get_data(as_text=True)
+    assert re.search(rf'name="media_ids" value="{fresh.id}"[^>]*\schecked>', back)
 
 
 def test_editors_may_upload_anywhere(client, db, make_user):

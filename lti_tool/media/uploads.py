@@ -12,7 +12,7 @@ from werkzeug.http import http_date
 from ..extensions import db
 from ..models import Upload
 from ..services import access, jobs, uploads
-from .views import bp
+from .views import bp, next_after_upload
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def _state(upload: Upload, offset: int, status: int = 204) -> Response:
     if uploads.is_complete(upload):
         item_url = url_for(".media_detail", id=upload.media_id)
         response.headers["Upload-Media-Location"] = item_url
-        response.headers["Upload-Next-Location"] = (upload.details or {}).get("next", item_url)
+        response.headers["Upload-Next-Location"] = next_after_upload(
+            (upload.details or {}).get("next"), upload.media_id) or item_url
         flash(f"Added “{(upload.details or {}).get('title', '')}”.")
     else:
         response.headers["Upload-Expires"] = http_date(uploads.expires_at(upload, _expiry()))

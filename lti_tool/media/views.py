@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -85,6 +86,7 @@ def upload():
     form.set_categories(categories)
     if request.method == "GET":
         form.category.data = request.args.get("category", type=int)
+    target = request.args.get("next")
     if form.validate_on_submit():
         root = current_app.config["MEDIA_ROOT"]
         try:
@@ -103,10 +105,37 @@ def upload():
             media.commit_or_discard(root, item)
             jobs.dispatch(job)
             flash(f"Added “{item.title}”.")
-            target = request.args.get("next")
-            return redirect(target if users.is_safe_next(target) else
+            return redirect(next_after_upload(target, item.id) or
                             url_for(".media_detail", id=item.id), 303)
-    return render_template("media/upload.html", form=form), 400 if form.errors else 200
+    return render_template(
+        "media/upload.html", form=form, from_picker=is_picker_url(target),
+        back_url=upload_back_url(target, form.category.data, categories),
+    ), 400 if form.errors else 200
+
+
+def is_picker_url(target: str | None) -> bool:
+    return users.is_safe_next(target) and urlsplit(target).path.startswith("/media/picker/")
+
+
+def next_after_upload(target: str | None, media_id: int) -> str | None:
+    """Where an upload goes on to: the page it came from if that is safe, and back in the
+    picker the new item comes chosen (`selected`). None: the new item's own page."""
+    if not users.is_safe_next(target):
+        return None
+    if not is_picker_url(target):
+        return target
+    parts = urlsplit(target)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("selected", "after")]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("selected", media_id)])))
+
+
+def upload_back_url(target: str | None, category_id, categories: list[Category]) -> str:
+    """Cancel: where the teacher came from (the picker), else the chosen course, else my media."""
+    if users.is_safe_next(target):
+        return target
+    if any(c.id == category_id for c in categories):
+        return url_for(".category", id=category_id)
+    return url_for(".my_media")
 
 
 @bp.route("/<int:id>/edit", methods=["GET", "POST"])
@@ -242,12 +271,20 @@ def picker(launch_id: str):
             return render_template("media/deep_link_return.html", action=answer.return_url,
                                    jwt=answer.jwt, count=answer.count)
     filters = PickerFilterForm(request.args)
+    # Back from an upload: the new item comes first, already chosen.
+    fresh = deep_linking.usable_media(current_user, category, filters.selected.data)
     items, next_after = deep_linking.pickable_media(
         current_user, category, filters.clean_scope(), filters.q.data or "", filters.after.data
     )
+    if fresh is not None and filters.after.data is None:
+        items = [fresh, *(i for i in items if i.id != fresh.id)]
+    if request.method == "POST":
+        chosen = set(form.media_ids.data or [])
+    else:
+        chosen = {fresh.id} if fresh is not None else set()
     return render_template(
         "media/picker.html", form=form, filters=filters, items=items, next_after=next_after,
-        request_=request_, launch_id=launch_id, error=error,
+        request_=request_, launch_id=launch_id, error=error, chosen=chosen, fresh=fresh,
         category=category, scope_labels=SCOPE_LABELS,
         can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)

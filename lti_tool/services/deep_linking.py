@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 from sqlalchemy import func, literal_column, or_, select, table, text
+from sqlalchemy.orm import selectinload
 
 from ..errors import ValidationError
 from ..extensions import db
@@ -110,7 +111,7 @@ def pickable_media(
 
     Pages by key (`after` = the last item's id), so a deep page costs what the first does.
     """
-    query = select(Media).where(_usable(user, category))
+    query = select(Media).where(_usable(user, category)).options(selectinload(Media.owner))
     if scope == "course":
         query = query.where(Media.category_id == (category.id if category else -1))
     elif scope == "own":
@@ -120,6 +121,13 @@ def pickable_media(
     if (condition := search_condition(q)) is not None:
         query = query.where(condition)
     return newest_first(query, Media, after, PAGE_SIZE)
+
+
+def usable_media(user: User, category: Category | None, id: int | None) -> Media | None:
+    """The item `id` if this instructor may link it (the picker's pre-chosen upload), else None."""
+    if id is None:
+        return None
+    return db.session.scalar(select(Media).where(Media.id == id, _usable(user, category)))
 
 
 def search_condition(q: str):

@@ -8,6 +8,7 @@
   var RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000]; // ms
   var RESUME_DELAY = 20000; // ms between attempts once those are spent (offline for long)
   var OFFLINE = "Connection lost: the upload resumes when you are back online.";
+  var PROCESSING = "Uploaded. It is being processed now — you can already add it to the course.";
 
   // As the server words sizes (errors.human_size): 512 KB, 2 MB, 1.5 GB.
   function humanSize(n) {
@@ -30,13 +31,20 @@
     box.hidden = !message;
   }
 
+  // "the file is too large" -> "The file is too large."
+  function sentence(text) {
+    text = text.trim();
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?…]$/.test(text) ? text : text + ".";
+  }
+
   // The server's own words (a plain-text sentence) when it gave some, else a general hint.
   function errorMessage(error) {
     var response = error && error.originalResponse;
     if (response) {
       var type = response.getHeader("Content-Type") || "";
       var body = response.getBody();
-      if (type.indexOf("text/plain") === 0 && body) return body;
+      if (type.indexOf("text/plain") === 0 && body) return sentence(body);
       return "The upload was refused (error " + response.getStatus() + "): reload the page " +
         "and try again.";
     }
@@ -54,9 +62,52 @@
     return input ? input.value : "";
   }
 
+  // While the file goes up its details cannot change: every field and the button are disabled
+  // (and look it); Cancel stays.
+  function busy(form, on) {
+    var fields = form.querySelector("[data-upload-fields]");
+    if (fields) fields.disabled = on;
+    form.querySelector("button[type=submit]").disabled = on;
+    form.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  // What the page says once every byte is there, before it moves on.
+  function doneMessage(form, file) {
+    var processed = /^(video|audio)\//.test(file.type || "") ||
+      /\.(mp4|m4v|mov|webm|ogv|ogg|oga|mp3|m4a|wav|flac)$/i.test(file.name);
+    if (form.hasAttribute("data-from-picker")) {
+      return (processed ? PROCESSING : "Uploaded: you can add it to the course now.") +
+        " Going back to the list…";
+    }
+    return processed ? "Uploaded. It is being processed now: opening the item…" :
+      "Uploaded: opening the item…";
+  }
+
+  // "lecture_04-intro.mp4" -> "lecture 04 intro" (forms.title_from_filename does the same).
+  function titleFrom(name) {
+    var stem = name.replace(/\\/g, "/").split("/").pop();
+    if (stem.replace(/^\.+|\.+$/g, "").indexOf(".") !== -1) {
+      stem = stem.slice(0, stem.lastIndexOf("."));
+    }
+    return stem.replace(/[_-]+/g, " ").replace(/\s+/g, " ").trim();
+  }
+
+  // The title follows the chosen file's name until someone types their own.
+  function fillTitle(form) {
+    var file = form.elements.file;
+    var title = form.elements.title;
+    if (!file || !title) return;
+    var filled = "";
+    file.addEventListener("change", function () {
+      var chosen = file.files && file.files[0];
+      if (!chosen || (title.value.trim() && title.value !== filled)) return;
+      filled = titleFrom(chosen.name);
+      title.value = filled;
+    });
+  }
+
   function sendWithTus(form, file) {
     var bar = form.querySelector("progress");
-    var button = form.querySelector("button[type=submit]");
     var resumeTimer = null;
     var upload;
 
@@ -97,8 +148,11 @@
         var target = response && (response.getHeader("Upload-Next-Location") ||
                                   response.getHeader("Upload-Media-Location"));
         bar.value = 100;
-        status(form).textContent = "Uploaded: opening the item…";
-        window.location.assign(target || "/media/");
+        form.uploadInProgress = null;
+        status(form).textContent = doneMessage(form, file);
+        status(form).classList.add("upload-done");
+        // A moment to read it before the next page.
+        setTimeout(function () { window.location.assign(target || "/media/"); }, 1200);
       },
       onError: function (error) {
         if (!isRefusal(error) && (error.originalRequest || !navigator.onLine)) {
@@ -109,7 +163,8 @@
           return;
         }
         bar.hidden = true;
-        button.disabled = false;
+        form.uploadInProgress = null;
+        busy(form, false);
         status(form).textContent = "";
         showError(form, errorMessage(error));
       }
@@ -117,7 +172,8 @@
 
     bar.hidden = false;
     bar.value = 0;
-    button.disabled = true;
+    form.uploadInProgress = upload;
+    busy(form, true);
     showError(form, "");
     status(form).textContent = "Starting the upload…";
     upload.findPreviousUploads().then(function (previous) {
@@ -130,16 +186,20 @@
 
   function sendWithXhr(form) {
     var bar = form.querySelector("progress");
-    var button = form.querySelector("button[type=submit]");
     var xhr = new XMLHttpRequest();
+    var data = new FormData(form); // before the fields are disabled: disabled fields are not sent
+    var file = form.elements.file && form.elements.file.files[0];
     xhr.open("POST", form.getAttribute("action") || window.location.href);
     bar.hidden = false;
-    button.disabled = true;
+    busy(form, true);
     xhr.upload.onprogress = function (e) {
       if (!e.lengthComputable) return;
       var percent = Math.round((e.loaded / e.total) * 100);
       bar.value = percent;
       status(form).textContent = percent + "% uploaded";
+    };
+    xhr.upload.onload = function () {
+      if (file) status(form).textContent = doneMessage(form, file);
     };
     xhr.onload = function () {
       // Show the page the server answered with (the new item, or the form with its errors)
@@ -152,13 +212,27 @@
       document.close();
     };
     xhr.onerror = function () {
-      button.disabled = false;
+      busy(form, false);
       status(form).textContent = "The upload failed: check your connection and try again.";
     };
-    xhr.send(new FormData(form));
+    xhr.send(data);
   }
 
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    fillTitle(form);
+    var cancel = form.querySelector("[data-cancel]");
+    if (cancel) {
+      // Cancel during an upload stops it and drops what the server kept of it.
+      cancel.addEventListener("click", function (event) {
+        var upload = form.uploadInProgress;
+        if (!upload) return;
+        event.preventDefault();
+        form.uploadInProgress = null;
+        upload.abort(true).catch(function () {}).then(function () {
+          window.location.assign(cancel.href);
+        });
+      });
+    }
     form.addEventListener("submit", function (event) {
       var file = form.elements.file && form.elements.file.files[0];
       // No file chosen: the server's form answers with its message beside the field.

@@ -1,0 +1,89 @@
+// The deep-linking picker: a click on a card chooses it, the bar counts what is chosen, and a
+// click on a thumbnail or title plays the item in a dialog without leaving the picker (the
+// choices stay as they are). Without scripts the links open the item in a new tab.
+(function () {
+  "use strict";
+
+  var form = document.querySelector("form[data-picker]");
+  var dialog = document.querySelector("dialog[data-preview]");
+  if (!form) return;
+
+  var count = form.querySelector("[data-count]");
+
+  function choices() {
+    return form.querySelectorAll("input[name=media_ids]");
+  }
+
+  function showCount() {
+    var n = 0;
+    choices().forEach(function (input) { if (input.checked) n += 1; });
+    count.textContent = n === 0 ? "None chosen" : n + " chosen";
+  }
+
+  form.addEventListener("change", function (event) {
+    if (event.target.name === "media_ids") showCount();
+  });
+
+  // The whole card chooses (its links and controls keep their own work).
+  form.addEventListener("click", function (event) {
+    if (event.target.closest("a, button, input, label, video, audio")) return;
+    var card = event.target.closest(".card");
+    var input = card && card.querySelector("input[name=media_ids]");
+    if (!input) return;
+    input.checked = input.type === "radio" ? true : !input.checked;
+    showCount();
+  });
+
+  if (!dialog || typeof dialog.showModal !== "function") return;
+
+  var title = dialog.querySelector("[data-preview-title]");
+  var player = dialog.querySelector("[data-preview-player]");
+  var opener = null;
+
+  function preview(card, link) {
+    var input = card.querySelector("input[data-preview-url]");
+    opener = link;
+    title.textContent = card.querySelector(".card-title").textContent.trim();
+    player.textContent = "Loading…";
+    dialog.showModal();
+    fetch(input.dataset.previewUrl, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      })
+      .then(function (html) {
+        if (dialog.open) player.innerHTML = html;
+      })
+      .catch(function () {
+        player.textContent = "The preview could not be loaded. Open the item in a new tab instead.";
+      });
+  }
+
+  form.addEventListener("click", function (event) {
+    var link = event.target.closest(".card-thumb, .card-title a");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    preview(link.closest(".card"), link);
+  });
+
+  dialog.querySelector("[data-preview-close]").addEventListener("click", function () {
+    dialog.close();
+  });
+
+  // A click on the backdrop (outside the dialog's box) closes it too.
+  dialog.addEventListener("click", function (event) {
+    if (event.target === dialog) dialog.close();
+  });
+
+  dialog.addEventListener("close", function () {
+    player.textContent = ""; // stops the video
+    if (opener) {
+      // The thumbnail link is out of the Tab order: give focus to its card's title instead.
+      var card = opener.closest(".card");
+      var target = opener.classList.contains("card-thumb") ?
+        card.querySelector(".card-title a") : opener;
+      target.focus();
+      opener = null;
+    }
+  });
+})();
