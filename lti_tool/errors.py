@@ -23,7 +23,8 @@ class LaunchError(Exception):
 
     `category` is one of the launch doctor's categories (services/doctor.py); `details` feed its
     fix text. What the launch had learned when it failed (the platform, the unverified claims,
-    the message type) is attached on the way out, for the failed-launch log entry.
+    the message type) is attached on the way out, for the failed-launch log entry; the login's
+    parameters too when they are known, for the error page's "Try again".
     """
 
     def __init__(self, category: str, message: str, **details):
@@ -34,6 +35,7 @@ class LaunchError(Exception):
         self.platform = None
         self.claims: dict | None = None
         self.deep_linking = False
+        self.login_params: dict[str, str] | None = None
 
 
 class KeyUnavailableError(RuntimeError):
