@@ -98,8 +98,10 @@ def test_every_control_on_the_filtered_lists_has_a_label(browser_factory, site_l
     make_user("teacher", global_role=GlobalRole.USER)
     driver = browser_factory()
     sign_in(driver, tool_url, "root", "long-password-1")
+    platform = site_lms.platform.id
     for page in ("/admin/users/", "/audit/", "/admin/links/", "/admin/user-mappings/",
-                 "/admin/categories/"):
+                 "/admin/categories/", "/admin/setup", f"/admin/platforms/{platform}/setup",
+                 f"/admin/platforms/{platform}", "/admin/platforms/new", "/admin/"):
         driver.get(f"{tool_url}{page}")
         unlabelled = driver.execute_script(
             "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea,"

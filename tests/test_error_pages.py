@@ -202,3 +202,10 @@ def test_a_view_s_own_description_is_kept(browser, lms):
     assert response.status_code == 403
     assert b"You cannot open this page" in response.data
     assert b"Media can be added by a course" in response.data
+
+
+def test_a_login_with_missing_parameters_offers_no_try_again(browser, lms):
+    response = lms.login(browser, login_hint=None).response
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "(missing_claim)" in page
+    assert "Try again" not in page

@@ -197,6 +197,8 @@ TRANSIENT = frozenset({
     "state_missing", "state_mismatch", "expired", "nonce_replay", "nonce_mismatch",
     "jwks_unavailable", "platform_error", "launch_rejected", "clock_skew",
 })
+# Refusals at the login step that the tool's admin fixes; the same login then goes through.
+FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment"})
 TOOL_PLATFORM = "https://purl.imsglobal.org/spec/lti/claim/tool_platform"
 
 
@@ -222,7 +224,7 @@ def retry_for(
     if not login_params or not login_params.get("iss"):
         return None
     if step == "login":
-        return Retry(params=login_params)
+        return Retry(params=login_params) if category in FIXED_IN_SETUP else None
     if category not in TRANSIENT:
         return None
     cmid = _moodle_cmid(login_params.get("lti_message_hint"))
