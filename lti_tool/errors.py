@@ -86,10 +86,15 @@ STAFF_BLUEPRINTS = frozenset({"admin", "audit"})
 
 def _http_error(error: HTTPException):
     # A refused Host header leaves no URL adapter: that page links nothing, so it still renders.
+    page = None
     if request_ctx.url_adapter:
-        response = make_response(render_template("errors/error.html", **_page(error)), error.code)
-    else:
-        response = make_response(render_template("errors/plain.html", error=error), error.code)
+        try:
+            page = render_template("errors/error.html", **_page(error))
+        except Exception:  # a broken session or database on the way: the plain page still shows
+            log.exception("The error page failed; showing the plain one")
+    if page is None:
+        page = render_template("errors/plain.html", error=error)
+    response = make_response(page, error.code)
     # Keep the headers the error carries: Allow on 405, Content-Range on 416, …
     for name, value in error.get_headers():
         if name.lower() != "content-type":
