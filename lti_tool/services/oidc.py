@@ -17,6 +17,7 @@ from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_pl
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
 LOGIN_KEY = "lti-login:"
+MAX_KEPT_PARAM = 2048  # characters of a login parameter kept for "Try again"; longer: none kept
 
 
 class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
@@ -64,7 +65,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
             launch_data_storage=ctx.storage,
         )
         self._platform = platform
-        self._params = params
+        # Kept with the login's state for "Try again"; oversized values are not worth caching.
+        self._params = params if all(len(v) <= MAX_KEPT_PARAM for v in params.values()) else None
 
     def _get_uuid(self) -> str:
         return secrets.token_urlsafe(24)
