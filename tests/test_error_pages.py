@@ -213,6 +213,6 @@ def test_a_login_with_missing_parameters_offers_no_try_again(browser, lms):
 
 def test_an_oversized_login_keeps_no_parameters_for_try_again(browser, lms):
     login = lms.login(browser, lti_message_hint="x" * 5000)
-    token = lms.sign(lms.claims(nonce="wrong"))
+    token = lms.sign(lms.claims(nonce="wrong", tool_platform={"product_family_code": "canvas"}))
     page = lms.launch(browser, login=login, token=token).get_data(as_text=True)
     assert "(nonce_mismatch)" in page and "Try again" not in page
