@@ -2,8 +2,9 @@
 
 import logging
 
-from flask import Flask, current_app, make_response, render_template
+from flask import Flask, current_app, g, make_response, render_template, request, session, url_for
 from flask.globals import request_ctx
+from flask_login import current_user
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ class LaunchError(Exception):
 
     `category` is one of the launch doctor's categories (services/doctor.py); `details` feed its
     fix text. What the launch had learned when it failed (the platform, the unverified claims,
-    the message type) is attached on the way out, for the failed-launch log entry.
+    the message type) is attached on the way out, for the failed-launch log entry; the login's
+    parameters too when they are known, for the error page's "Try again".
     """
 
     def __init__(self, category: str, message: str, **details):
@@ -34,6 +36,7 @@ class LaunchError(Exception):
         self.platform = None
         self.claims: dict | None = None
         self.deep_linking = False
+        self.login_params: dict[str, str] | None = None
 
 
 class KeyUnavailableError(RuntimeError):
@@ -54,15 +57,95 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected_error)
 
 
+# Plain words for the errors people meet: a title and what to do. A view's own description
+# (abort(403, description=...)) says more than the general text and replaces it.
+PAGES = {
+    400: ("Something in this request was not right",
+          "Go back and try again. If it keeps happening, tell your administrator."),
+    401: ("Please sign in again", "Please open the media tool again from your course."),
+    403: ("You cannot open this page",
+          "You do not have access to this page. Ask your teacher or administrator if you think "
+          "you should."),
+    404: ("This page does not exist",
+          "The page may have been deleted, or the link is not complete."),
+    405: ("This cannot be done here", "Go back and use the page's own buttons."),
+    409: ("This was changed at the same time elsewhere", "Reload the page and try again."),
+    410: ("This is no longer available", "It has been deleted."),
+    413: ("The file is too large", "The file is larger than the tool accepts. Nothing was saved."),
+    415: ("This kind of file is not accepted", "Choose a video, audio, image or PDF file."),
+    429: ("Too many requests at once", "Wait a moment, then try again."),
+    500: ("Something went wrong",
+          "The media tool hit a problem. Try again; if it keeps happening, tell your "
+          "administrator."),
+    502: ("The media tool is not available right now", "Try again in a minute."),
+    503: ("The media tool is not available right now", "Try again in a minute."),
+}
+IN_LMS_BLUEPRINTS = frozenset({"media", "launch", "home"})
+STAFF_BLUEPRINTS = frozenset({"admin", "audit"})
+
+
 def _http_error(error: HTTPException):
     # A refused Host header leaves no URL adapter: that page links nothing, so it still renders.
-    template = "errors/error.html" if request_ctx.url_adapter else "errors/plain.html"
-    response = make_response(render_template(template, error=error), error.code)
+    page = None
+    if request_ctx.url_adapter:
+        try:
+            page = render_template("errors/error.html", **_page(error))
+        except Exception:  # a broken session or database on the way: the plain page still shows
+            log.exception("The error page failed; showing the plain one")
+    if page is None:
+        page = render_template("errors/plain.html", error=error)
+    response = make_response(page, error.code)
     # Keep the headers the error carries: Allow on 405, Content-Range on 416, …
     for name, value in error.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+def _page(error: HTTPException) -> dict:
+    """The error page's words and layout: the frame layout (with the way back to the course's
+    media) inside the LMS, the staff layout on staff pages, the plain full layout elsewhere."""
+    title, text = PAGES.get(error.code or 500, (None, None))
+    if title is None:
+        title = error.name[:1] + error.name[1:].lower()
+    if error.description != type(error).description or text is None:
+        text = error.description
+    in_lms = _in_lms()
+    back_url = None
+    if in_lms:
+        from .security import allow_framing_by
+
+        if "frame_ancestors" not in g and session.get("frame_origins"):
+            allow_framing_by("'self'", *session["frame_origins"])
+        if isinstance(course_id := session.get("course_id"), int):
+            back_url = url_for("media.category", id=course_id)
+    if in_lms:
+        layout = "_frame.html"
+    elif request.blueprint in STAFF_BLUEPRINTS and _is_staff():
+        layout = "admin/_layout.html"
+    else:
+        layout = "base.html"
+    return {"error": error, "title": title, "text": text, "layout": layout,
+            "back_url": back_url}
+
+
+def _in_lms() -> bool:
+    """The page is shown inside the LMS's iframe (a page of the LMS's blueprints, or any page
+    but the staff ones for a user who came from a launch)."""
+    if request.blueprint in IN_LMS_BLUEPRINTS:
+        return True
+    if request.blueprint in STAFF_BLUEPRINTS or request.path.startswith(("/admin", "/audit")):
+        return False
+    return bool(session.get("frame_origins"))
+
+
+def _is_staff() -> bool:
+    from .models import GlobalRole
+
+    try:
+        return current_user.is_authenticated and current_user.has_global_role(GlobalRole.MANAGER)
+    except Exception:  # a broken database on the way to a 500 page
+        return False
 
 
 def _too_large(error: RequestEntityTooLarge):

@@ -177,7 +177,7 @@ def test_unknown_page_is_a_readable_404(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404
     assert response.mimetype == "text/html"
-    assert b"Not Found" in response.data
+    assert b"This page does not exist" in response.data
     assert b"Traceback" not in response.data
 
 

@@ -96,5 +96,5 @@ def test_an_unexpected_error_is_a_readable_500_page(app, client):
     response = client.get("/_boom")
     assert response.status_code == 500
     assert response.mimetype == "text/html"
-    assert b"Internal Server Error" in response.data
+    assert b"Something went wrong" in response.data
     assert b"a bug" not in response.data and b"Traceback" not in response.data

@@ -103,7 +103,7 @@ def test_a_pylti1p3_refusal_is_not_filed_as_blocked_cookies(browser, lms, db):
     entry = last_log(db)
     assert entry.error_category == "launch_rejected"
     assert "cookie session-id" in entry.error_message
-    assert b"The launch could not be checked" in response.data
+    assert b"The media tool could not open" in response.data
     assert b"blocked the tool&#39;s cookie" not in response.data
     assert b"PyLTI1p3 refused the launch" in response.data
 

@@ -238,7 +238,7 @@ def test_inactive_platform_is_refused_at_login(browser, lms, db):
 def test_unregistered_issuer_login_is_a_4xx_page_and_an_application_log(browser, lms, db, caplog):
     login = lms.login(browser, iss="https://unknown-lms.example.com")
     assert login.response.status_code == 403
-    assert b"not registered" in login.response.data
+    assert b"not set up for the media tool" in login.response.data
     assert logs(db) == []
     assert "unknown_platform" in caplog.text
 

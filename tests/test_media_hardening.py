@@ -194,7 +194,7 @@ def test_a_key_that_cannot_sign_gets_the_doctors_page_and_a_log_entry(browser, l
         "csrf_token": csrf(page), "media_ids": [str(item.id)], "action": "add"})
     assert response.status_code == 503
     text = response.get_data(as_text=True)
-    assert "The tool cannot sign its answer" in text and "keys rotate" in text
+    assert "could not add the media to your course" in text and "keys rotate" in text
     assert 'name="JWT"' not in text
     entry = db.session.scalar(sa.select(LTILaunchLog).where(LTILaunchLog.success.is_(False)))
     assert entry.error_category == "tool_key_unavailable"

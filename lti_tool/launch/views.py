@@ -38,7 +38,7 @@ def login():
             url_for(".launch", _external=True),
         )
     except LaunchError as error:
-        return _refuse(error)
+        return _refuse(error, step="login")
     allow_framing_by(*platforms.frame_origins(platform))
     return response
 
@@ -80,8 +80,12 @@ def _destination(result: launches.LaunchResult) -> str:
     return url_for("media.my_media")
 
 
-def _refuse(error: LaunchError):
-    """The in-iframe error page, a failed-launch log entry, and no session left behind."""
+def _refuse(error: LaunchError, step: str = "launch"):
+    """The in-iframe error page, a failed-launch log entry, and no session left behind.
+
+    A refused login does not know the user's role: its page offers the fix to whoever reads
+    it (teachers and LMS administrators). A refused launch shows it to teachers only.
+    """
     session.clear()
     claims = error.claims or {}
     presentation = claims.get(LAUNCH_PRESENTATION)
@@ -91,12 +95,14 @@ def _refuse(error: LaunchError):
         error,
         teacher=launch_roles(claims, error.platform).is_teacher,
         return_url=return_url if platforms.is_safe_return_url(return_url, error.platform) else None,
+        step=step,
     )
 
 
-def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None):
+def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None,
+                step: str = "launch"):
     """Log the failure and render the launch doctor's in-iframe page with its reference number
-    (the fix is shown to teachers and admins only)."""
+    (the fix is shown to teachers and admins only), its way back and its "Try again"."""
     reference = launches.log_failure(error, request.remote_addr)
     diagnosis = doctor.diagnose(error.category)
     return render_template(
@@ -105,9 +111,15 @@ def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None):
         category=error.category,
         reference=reference,
         teacher=teacher,
+        step=step,
         fix=doctor.fix_for(
             error.category, error.details, error.platform,
             url_for("launch.launch", _external=True),
+        ),
+        login=error.login_params or {},
+        platform=error.platform,
+        retry=doctor.retry_for(
+            error.category, step, error.login_params, error.platform, error.claims
         ),
         return_url=return_url,
     ), diagnosis.status

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from string import Formatter
+from urllib.parse import urlsplit
 
 from ..models import LTIPlatform
 from .launches import LEEWAY
@@ -26,15 +28,15 @@ class Diagnosis:
 # tool; other fields come from the failure's details and fall back to "?".
 CATEGORIES: dict[str, Diagnosis] = {
     "platform_error": Diagnosis(
-        400, "The LMS refused the sign-in",
+        400, "Your LMS did not let the media tool sign you in",
         "Your LMS did not let the tool sign you in. Close this and open the activity again.",
         "The LMS answered the login with '{error}' ({description}). access_denied usually means "
         "the browser is signed in to the LMS as another user; unauthorized_client or "
         "invalid_request: check 'Initiate login URL' and 'Redirection URI(s)' in {moodle_form}.",
     ),
     "malformed_token": Diagnosis(
-        400, "This is not an LTI 1.3 launch",
-        "The tool received a request it cannot read.",
+        400, "The media tool could not read this link",
+        "The tool received a request it cannot read. Open the activity again from your course.",
         "The request carried no valid id_token: {detail} Check that 'LTI version' is 'LTI 1.3' "
         "and 'Redirection URI(s)' is {launch_url} in {moodle_form}.",
     ),
@@ -47,110 +49,113 @@ CATEGORIES: dict[str, Diagnosis] = {
         "{moodle_form}, or check TRUSTED_PROXIES so the tool sees https.",
     ),
     "launch_rejected": Diagnosis(
-        400, "The launch could not be checked",
-        "The tool could not accept this launch. Open the activity again from your course; if "
+        400, "The media tool could not open",
+        "The tool could not open this link. Open the activity again from your course; if "
         "it happens again, tell your teacher or administrator.",
         "PyLTI1p3 refused the launch after the tool's own checks passed: {detail} If it names "
         "a cookie, the browser dropped one of the tool's cookies between login and launch "
         "(open the tool in a new window); otherwise report this message with the reference.",
     ),
     "state_mismatch": Diagnosis(
-        400, "This launch belongs to another sign-in",
-        "This page came from an older launch. Open the activity again from your course.",
+        400, "This page came from an earlier visit",
+        "This page came from an earlier visit to the tool. Open the activity again from your "
+        "course.",
         "The state posted back does not match the one this browser was given ({detail}).",
     ),
     "unknown_platform": Diagnosis(
-        403, "This LMS is not registered with the tool",
-        "This LMS is not connected to the media tool yet.",
+        403, "This LMS is not set up for the media tool yet",
+        "Your LMS is not connected to the media tool yet. Your teacher or the LMS "
+        "administrator can fix this.",
         "No platform is registered for issuer {iss} and client ID {client_id}: add it in the "
         "tool's admin (Platforms > Add) with 'Platform ID' and 'Client ID' from Moodle's "
         "'Tool configuration details'.",
     ),
     "platform_inactive": Diagnosis(
-        403, "This LMS is switched off in the tool",
+        403, "The media tool is switched off for this LMS",
         "The media tool is switched off for this LMS.",
         "Platform '{platform}' is inactive: activate it in the tool's admin (Platforms > "
         "{platform} > Activate).",
     ),
     "missing_kid": Diagnosis(
-        401, "The launch was not signed correctly",
-        "The tool could not check who sent this launch.",
+        401, "The media tool could not check where this link came from",
+        "The tool could not check that this link came from your LMS.",
         "The id_token header has no key ID (kid). LTI 1.3 platforms must send one; check the "
         "LMS version or report it to its vendor.",
     ),
     "unknown_kid": Diagnosis(
-        401, "The launch was signed with an unknown key",
-        "The tool could not check who sent this launch.",
+        401, "The media tool could not check where this link came from",
+        "The tool could not check that this link came from your LMS.",
         "Platform '{platform}' signed with key {kid}, which is not at {key_set_url}: check its "
         "'Public keyset URL' in the tool (Moodle: 'Public keyset URL' in 'Tool configuration "
         "details', ending in /mod/lti/certs.php).",
     ),
     "jwks_unavailable": Diagnosis(
-        502, "The LMS's keys could not be fetched",
-        "The tool could not reach your LMS to check this launch. Try again in a minute.",
+        502, "The media tool could not reach your LMS",
+        "The tool could not reach your LMS to check this link. Try again in a minute.",
         "Fetching {key_set_url} failed: {detail} Check the platform's 'Public keyset URL' and "
         "that the tool's server can reach the LMS.",
     ),
     "bad_algorithm": Diagnosis(
-        401, "The launch was not signed correctly",
-        "The tool could not check who sent this launch.",
+        401, "The media tool could not check where this link came from",
+        "The tool could not check that this link came from your LMS.",
         "The id_token is signed with {alg}; LTI 1.3 requires RS256.",
     ),
     "bad_signature": Diagnosis(
-        401, "The launch's signature is invalid",
-        "The tool could not check who sent this launch.",
+        401, "The media tool could not check where this link came from",
+        "The tool could not check that this link came from your LMS.",
         "The signature does not verify with key {kid} of platform '{platform}': its 'Public "
         "keyset URL' may belong to another site. Compare it with Moodle's 'Public keyset URL'.",
     ),
     "expired": Diagnosis(
-        401, "The launch expired",
-        "The launch took too long. Open the activity again from your course.",
+        401, "The link took too long to open",
+        "Opening the tool took too long. Open the activity again from your course.",
         "The id_token expired {seconds} s before it arrived ({leeway} s leeway allowed). If this "
         "repeats, synchronise the clocks of the LMS and tool servers (NTP).",
     ),
     "clock_skew": Diagnosis(
-        401, "The clocks of the LMS and the tool disagree",
-        "The tool could not accept this launch because of a server clock problem.",
+        401, "The clocks of the LMS and the media tool disagree",
+        "The tool could not open this link because of a server clock problem.",
         "The id_token was issued {seconds} s in the future by the tool's clock ({leeway} s "
         "leeway allowed): synchronise the clocks of the LMS and tool servers (NTP).",
     ),
     "wrong_audience": Diagnosis(
-        401, "The launch was meant for another tool",
-        "The tool could not accept this launch.",
+        401, "This link was meant for another tool",
+        "The tool could not open this link.",
         "The token's audience {aud} (azp {azp}) does not match client ID {client_id} of "
         "platform '{platform}': copy 'Client ID' from Moodle's 'Tool configuration details'.",
     ),
     "nonce_replay": Diagnosis(
-        401, "This launch was already used",
-        "This launch was already used (page refreshed or back button). Open the activity "
+        401, "This link was already used",
+        "This link was already used (page refreshed or back button). Open the activity "
         "again from your course.",
         "The same id_token was posted twice; each launch is accepted once.",
     ),
     "nonce_mismatch": Diagnosis(
-        401, "The launch does not match its sign-in",
+        401, "This page does not match your sign-in",
         "Open the activity again from your course.",
         "The id_token's nonce is not the one the tool issued for this login ({detail}).",
     ),
     "unknown_deployment": Diagnosis(
-        403, "This deployment is not allowed",
-        "This course's link to the media tool is not approved yet.",
+        403, "This course's LMS is not set up for the media tool yet",
+        "This course's link to the media tool is not approved yet. Your teacher or the LMS "
+        "administrator can fix this.",
         "Deployment ID {deployment_id} is not allowed for platform '{platform}': add it in the "
         "tool's admin (Platforms > {platform} > Edit > Deployment IDs). Moodle shows it as "
         "'Deployment ID' under the tool's 'View configuration details'.",
     ),
     "missing_claim": Diagnosis(
-        400, "The launch is missing information",
+        400, "Your LMS did not send everything the media tool needs",
         "The LMS did not send everything the tool needs.",
         "The id_token has no {claim}. Check that 'LTI version' is 'LTI 1.3' in {moodle_form}.",
     ),
     "invalid_claim": Diagnosis(
-        400, "The launch has an invalid value",
+        400, "Your LMS sent something the media tool cannot use",
         "The LMS sent something the tool cannot use.",
         "The id_token's {claim} is {value!s}: {detail} For the LTI version, set 'LTI version' to "
         "'LTI 1.3' in {moodle_form}.",
     ),
     "unsupported_message": Diagnosis(
-        400, "This kind of launch is not supported",
+        400, "The media tool cannot open this kind of link",
         "The tool cannot open this kind of link.",
         "The LMS sent a {message_type} message; the tool handles LtiResourceLinkRequest and "
         "LtiDeepLinkingRequest.",
@@ -170,14 +175,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "contributor or manager (Platforms > {platform} > Role mappings).",
     ),
     "user_creation_disabled": Diagnosis(
-        403, "Your account does not exist in the media tool",
+        403, "Your account is not set up in the media tool",
         "Your account has not been set up in the media tool yet. Ask your administrator.",
         "No user is mapped to {sub} on platform '{platform}' and 'Auto create users' is off: "
         "create the account and its mapping first, or switch 'Auto create users' on "
         "(Platforms > {platform} > Edit).",
     ),
     "tool_key_unavailable": Diagnosis(
-        503, "The tool cannot sign its answer",
+        503, "The media tool could not add the media to your course",
         "The media tool could not add the media to your course; nothing was changed. Tell your "
         "administrator.",
         "The tool's signing key cannot be used: {detail} On the tool's server run "
@@ -185,6 +190,66 @@ CATEGORIES: dict[str, Diagnosis] = {
         "check that SECRET_KEY is the same on every host.",
     ),
 }
+
+
+# Refusals at the launch step that a new launch may well get past.
+TRANSIENT = frozenset({
+    "state_missing", "state_mismatch", "expired", "nonce_replay", "nonce_mismatch",
+    "jwks_unavailable", "platform_error", "launch_rejected", "clock_skew",
+})
+# Refusals at the login step that the tool's admin fixes; the same login then goes through.
+FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment"})
+TOOL_PLATFORM = "https://purl.imsglobal.org/spec/lti/claim/tool_platform"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How the error page's "Try again" starts over: a form posting the login's parameters to
+    the tool's login again (`params`), or the activity reopened in the LMS's top window (`url`)."""
+
+    params: dict[str, str] | None = None
+    url: str | None = None
+
+
+def retry_for(
+    category: str, step: str, login_params: dict[str, str] | None,
+    platform: LTIPlatform | None, claims: dict | None,
+) -> Retry | None:
+    """What "Try again" does for a refusal at the "login" or "launch" step, if it can help.
+
+    A refused login never reached the LMS, so posting it again works once the setup is fixed.
+    A launch step refusal needs a new login: Moodle's login hint is single-use, so for Moodle
+    the activity is reopened (mod/lti/view.php); other LMSs get the stored login again.
+    """
+    if not login_params or not login_params.get("iss"):
+        return None
+    if step == "login":
+        return Retry(params=login_params) if category in FIXED_IN_SETUP else None
+    if category not in TRANSIENT:
+        return None
+    cmid = _moodle_cmid(login_params.get("lti_message_hint"))
+    family = (claims or {}).get(TOOL_PLATFORM)
+    moodle = cmid is not None or (
+        isinstance(family, dict) and family.get("product_family_code") == "moodle"
+    )
+    if not moodle:
+        return Retry(params=login_params)
+    issuer = platform.platform_id if platform else ""
+    if cmid is None or urlsplit(issuer).scheme not in ("http", "https"):
+        return None
+    return Retry(url=f"{issuer.rstrip('/')}/mod/lti/view.php?id={cmid}")
+
+
+def _moodle_cmid(hint: str | None) -> int | None:
+    """The course module ID in Moodle's lti_message_hint ({"launchid": ..., "cmid": 57})."""
+    try:
+        value = json.loads(hint or "")
+    except ValueError:
+        return None
+    cmid = value.get("cmid") if isinstance(value, dict) else None
+    if isinstance(cmid, str) and cmid.isdigit():
+        cmid = int(cmid)
+    return cmid if isinstance(cmid, int) and not isinstance(cmid, bool) and cmid > 0 else None
 
 
 class _Defaults(dict):

@@ -87,6 +87,11 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         return self
 
     @property
+    def login_params(self) -> dict[str, str] | None:
+        """The parameters of the login this launch answers, when its record was found."""
+        return (self._login or {}).get("params")
+
+    @property
     def body(self) -> dict[str, Any]:
         return self._jwt.get("body") or {}
 
@@ -109,6 +114,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
                 )
             )
         error.claims = self.body or error.claims
+        error.login_params = self.login_params
         error.deep_linking = self.body.get(c.MESSAGE_TYPE) == c.DEEP_LINKING_REQUEST
         return error
 
@@ -380,6 +386,7 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
             )
     except LaunchError as e:
         e.platform, e.claims, e.deep_linking = platform, body, deep_linking
+        e.login_params = message.login_params
         raise
     roster_job = nrps_jobs.queue_sync_after_launch(body, platform, provisioned.group,
                                               provisioned.user, provisioned.roles)

@@ -17,6 +17,7 @@ from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_pl
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
 LOGIN_KEY = "lti-login:"
+MAX_KEPT_PARAM = 2048  # characters of a login parameter kept for "Try again"; longer: none kept
 
 
 class PartitionedCookieCheckPage(CookiesAllowedCheckPage):
@@ -55,7 +56,7 @@ class ToolOIDCLogin(FlaskOIDCLogin):
     in the browser (by PyLTI1p3), so the launch must come back to the same browser.
     """
 
-    def __init__(self, ctx: LTIContext, platform: LTIPlatform):
+    def __init__(self, ctx: LTIContext, platform: LTIPlatform, params: dict[str, str]):
         super().__init__(
             ctx.request,
             ctx.tool_conf,
@@ -64,6 +65,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
             launch_data_storage=ctx.storage,
         )
         self._platform = platform
+        # Kept with the login's state for "Try again"; oversized values are not worth caching.
+        self._params = params if all(len(v) <= MAX_KEPT_PARAM for v in params.values()) else None
 
     def _get_uuid(self) -> str:
         return secrets.token_urlsafe(24)
@@ -91,7 +94,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
         state, nonce = query["state"][0], query["nonce"][0]
         cache.set(
             LOGIN_KEY + state,
-            {"nonce": nonce, "platform_id": self._platform.id},
+            # The login's parameters let a refused launch offer "Try again" (a new login).
+            {"nonce": nonce, "platform_id": self._platform.id, "params": self._params},
             timeout=LOGIN_TTL,
         )
         return url
@@ -103,8 +107,21 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
     Returns the response and the platform it is for.
 
     Refuses an unknown or inactive platform and, when the login names one, an unknown
-    deployment, before the browser goes to the platform. Raises LaunchError.
+    deployment, before the browser goes to the platform. Raises LaunchError, carrying the
+    login's parameters (its page can post them again) and what its fix names.
     """
+    params = {name: value for name, value in params.items() if value}
+    try:
+        return _start_login(ctx, params, launch_url)
+    except LaunchError as error:
+        error.login_params = params
+        for name in ("iss", "client_id"):
+            error.details.setdefault(name, params.get(name, "?"))
+        error.details.setdefault("deployment_id", params.get("lti_deployment_id", "?"))
+        raise
+
+
+def _start_login(ctx: LTIContext, params: dict[str, str], launch_url: str):
     if not params.get("iss"):
         raise LaunchError("missing_claim", "The login request has no 'iss'.", claim="iss")
     platform = find_platform(params["iss"], params.get("client_id"))
@@ -115,7 +132,7 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
         error.platform = platform
         raise error
     ctx.tool_conf.remember(platform)
-    login = ToolOIDCLogin(ctx, platform)
+    login = ToolOIDCLogin(ctx, platform, params)
     login.enable_check_cookies(
         main_msg="Your browser blocks the cookies the media tool needs inside this page.",
         click_msg="Open the media tool in a new window",
