@@ -230,7 +230,8 @@ def _exchange(target: Target, method: str, headers: dict[str, str], payload: byt
             if length and length.isdigit() and int(length) > max_bytes:
                 raise _too_large(max_bytes)
             raw = bytearray()
-            for chunk in response.stream(64 * 1024, decode_content=True):
+            # read1 returns what has arrived, so a server trickling bytes meets the deadline.
+            while chunk := response.read1(64 * 1024, decode_content=True):
                 raw += chunk
                 if len(raw) > max_bytes:
                     raise _too_large(max_bytes)
@@ -238,7 +239,7 @@ def _exchange(target: Target, method: str, headers: dict[str, str], payload: byt
                     raise FetchError("timeout", "The server took too long to answer.")
             return response.status, response.headers, bytes(raw)
         finally:
-            response.release_conn()
+            response.close()
     except (UrllibTimeout, TimeoutError):
         raise FetchError("timeout", "The server took too long to answer.") from None
     except HTTPError as e:
