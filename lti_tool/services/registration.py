@@ -304,9 +304,9 @@ def _fetch(url: str, token: str | None, allow_loopback: bool, what: str, body=No
                           token=token, allow_loopback=allow_loopback).data
     except FetchError as e:
         if e.reason in ("bad_url", "not_https", "port", "private_address"):
-            raise RegistrationError(e.reason, f"The tool will not contact {what}: {e.message}"
+            raise RegistrationError(e.reason, f"The tool will not contact {what}. {e.message}"
                                     ) from None
-        raise RegistrationError(f"fetch_{e.reason}", f"Fetching {what} failed: {e.message}",
+        raise RegistrationError(f"fetch_{e.reason}", f"Fetching {what} failed. {e.message}",
                                 status=502, detail=e.body[:300]) from None
 
 
