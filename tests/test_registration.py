@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from lti_tool.models import LTIPlatform, RegisteredBy
-from lti_tool.services.registration import is_trusted, issuer_matches
+from lti_tool.services.registration import (
+    MAX_ATTEMPTS_PER_ADDRESS,
+    MAX_PENDING,
+    approve,
+    is_trusted,
+    issuer_matches,
+    pending_registrations,
+)
 
 from . import registration_platform
 from .registration_platform import DROP, NRPS_SCOPE, TOOL_CONFIGURATION, RegistrationPlatform
@@ -400,3 +407,40 @@ def test_attempts_are_logged_without_the_token(client, db, loopback, registratio
     assert any(registration_lms.issuer in m and "waiting for approval" in m for m in messages)
     assert any("refused" in m and "fetch_status" in m for m in messages)
     assert not any("reg-token-123" in m or "secret-in-url" in m for m in messages)
+
+
+# Flooding
+
+
+def test_one_address_may_start_only_so_many_registrations(client, db):
+    for _ in range(MAX_ATTEMPTS_PER_ADDRESS):
+        assert client.get("/lti/register").status_code == 400
+    response = client.get("/lti/register")
+    assert response.status_code == 429
+    assert "Too many registrations from your address" in text(response)
+
+
+def test_waiting_registrations_are_capped(client, db, loopback, registration_lms,
+                                          make_platform):
+    for n in range(MAX_PENDING):
+        make_platform(active=False, registration_pending=True,
+                      registered_by=RegisteredBy.DYNAMIC, client_id=f"pending-{n}")
+    response = register(client, registration_lms)
+    assert response.status_code == 503
+    assert f"{MAX_PENDING} registrations are already waiting" in text(response)
+    assert registration_lms.registrations == []  # the LMS was not asked
+
+    loopback.config["REGISTRATION_TRUSTED_ISSUERS"] = ["127.0.0.1"]
+    assert register(client, registration_lms).status_code == 200
+
+
+def test_an_approved_registration_is_active_and_no_longer_waiting(client, db, loopback,
+                                                                  registration_lms):
+    register(client, registration_lms)
+    [platform] = pending_registrations()
+    approve(platform)
+    db.session.commit()
+    assert platform.active is True and platform.registration_pending is False
+    assert pending_registrations() == []
+    registration_lms.token_used = False
+    assert register(client, registration_lms).status_code == 409  # now in use

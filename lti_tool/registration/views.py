@@ -31,6 +31,7 @@ def register():
                 trusted_issuers=tuple(current_app.config["REGISTRATION_TRUSTED_ISSUERS"]),
                 allow_loopback=current_app.config["REGISTRATION_ALLOW_LOOPBACK"],
             ),
+            request.remote_addr,
         )
     except registration.RegistrationError as error:
         db.session.rollback()

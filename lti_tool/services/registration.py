@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..errors import ValidationError
-from ..extensions import db
+from ..extensions import cache, db
 from ..models import LTIPlatform, RegisteredBy
 from . import platforms
 from .safe_fetch import FetchError, fetch_json
@@ -28,6 +28,11 @@ CLAIMS = ["iss", "sub", "name", "given_name", "family_name", "email"]
 # URLs the platform's configuration must give, as the tool stores or calls them.
 REQUIRED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri",
                       "registration_endpoint")
+# Anyone may open /lti/register: each address may start this many registrations an hour, and
+# at most MAX_PENDING untrusted registrations wait for approval at once.
+ATTEMPT_WINDOW = 3600
+MAX_ATTEMPTS_PER_ADDRESS = 20
+MAX_PENDING = 50
 PRODUCTS = {"moodle": "Moodle", "canvas": "Canvas", "desire2learn": "Brightspace",
             "brightspace": "Brightspace", "sakai": "Sakai", "blackboard": "Blackboard",
             "schoology": "Schoology"}
@@ -70,7 +75,8 @@ class Settings:
     allow_loopback: bool = False
 
 
-def register(config_url: str, token: str | None, tool: ToolUrls, settings: Settings) -> Registered:
+def register(config_url: str, token: str | None, tool: ToolUrls, settings: Settings,
+             client_ip: str | None = None) -> Registered:
     """Run one dynamic registration and add (or update) the platform (flushed; caller commits).
 
     Raises RegistrationError. Every attempt is logged with where it came from and how it ended;
@@ -78,17 +84,60 @@ def register(config_url: str, token: str | None, tool: ToolUrls, settings: Setti
     """
     where = _loggable(config_url)
     try:
+        _reserve_attempt(client_ip)
         configuration = fetch_configuration(config_url, token, settings.allow_loopback)
         where = configuration["issuer"]
+        trusted = is_trusted(where, settings.trusted_issuers)
+        if not trusted and count_pending() >= MAX_PENDING:
+            raise RegistrationError(
+                "too_many_pending",
+                f"{MAX_PENDING} registrations are already waiting for the media tool's "
+                "administrator. Ask them to approve or remove those first.",
+                status=503,
+            )
         answer = post_registration(configuration, token, tool, settings.allow_loopback)
         result = store_platform(configuration, answer, settings.trusted_issuers)
     except RegistrationError as e:
-        log.warning("Dynamic registration from %s refused: %s (%s)", where, e.reason, e.message)
+        log.warning("Dynamic registration from %s (client %s) refused: %s (%s)", where,
+                    client_ip, e.reason, e.message)
         raise
     state = "active" if result.active else "waiting for approval"
-    log.info("Dynamic registration from %s: platform #%s %s, %s", where, result.platform.id,
-             "updated" if result.updated else "added", state)
+    log.info("Dynamic registration from %s (client %s): platform #%s %s, %s", where, client_ip,
+             result.platform.id, "updated" if result.updated else "added", state)
     return result
+
+
+def count_pending() -> int:
+    """How many dynamic registrations wait for an admin's approval."""
+    return db.session.scalar(select(func.count()).select_from(LTIPlatform).where(
+        LTIPlatform.registration_pending.is_(True), LTIPlatform.active.is_(False)))
+
+
+def pending_registrations() -> list[LTIPlatform]:
+    """The dynamic registrations waiting for an admin's approval, oldest first."""
+    return list(db.session.scalars(select(LTIPlatform).where(
+        LTIPlatform.registration_pending.is_(True), LTIPlatform.active.is_(False),
+    ).order_by(LTIPlatform.created_at, LTIPlatform.id)))
+
+
+def approve(platform: LTIPlatform) -> LTIPlatform:
+    """An admin approves a waiting registration: it becomes active (flushed)."""
+    platform.active = True
+    platform.registration_pending = False
+    db.session.flush()
+    log.info("Approved the dynamic registration of platform %r", platform.name)
+    return platform
+
+
+def _reserve_attempt(client_ip: str | None) -> None:
+    count = cache.cache.count(f"registration:ip:{client_ip or '?'}", ATTEMPT_WINDOW)
+    if count > MAX_ATTEMPTS_PER_ADDRESS:
+        raise RegistrationError(
+            "rate_limited",
+            f"Too many registrations from your address: wait {ATTEMPT_WINDOW // 60} minutes, "
+            "then start again from your LMS.",
+            status=429,
+        )
 
 
 def fetch_configuration(config_url: str, token: str | None,
