@@ -32,7 +32,7 @@ def tool_url(app, registration_lms, migrated, tmp_path):
 
 
 def test_the_registration_dialog_tells_the_lms_to_close(browser_factory, registration_lms,
-                                                        tool_url, db):
+                                                        tool_url, db, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver = browser_factory()
@@ -52,3 +52,7 @@ def test_the_registration_dialog_tells_the_lms_to_close(browser_factory, registr
 
     [platform] = db.session.scalars(select(LTIPlatform))
     assert platform.registration_pending and not platform.active
+    # neither the page's request nor those of its script and styles left the token in the log
+    access_log = (tmp_path / "gunicorn.log").read_text()
+    assert "GET /lti/register?openid_configuration=[hidden]" in access_log
+    assert registration_lms.token not in access_log

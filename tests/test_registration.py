@@ -60,6 +60,7 @@ def test_a_moodle_registers_the_tool_and_waits_for_approval(client, db, loopback
     # framed by the LMS's dialog, whichever host it is on
     assert "frame-ancestors *" in response.headers["Content-Security-Policy"]
     assert "X-Frame-Options" not in response.headers
+    assert response.headers["Referrer-Policy"] == "no-referrer"  # the URL holds the token
 
     [platform] = platforms(db)
     assert platform.platform_id == lms.site

@@ -17,6 +17,13 @@ def _framed_by_any_lms():
     allow_framing_by("*")
 
 
+@bp.after_request
+def _no_referrer(response):
+    # The page's URL carries the one-time registration token: no request it makes names it.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @bp.get("/register")
 def register():
     """Register the tool with the platform whose OpenID configuration the LMS names."""
