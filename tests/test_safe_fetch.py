@@ -308,3 +308,9 @@ def test_proxy_settings_are_ignored(server, monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(name, "http://10.0.0.1:3128")
     assert fetch_json(f"{server.base}/config", allow_loopback=True).data == {"issuer": "x"}
+
+
+def test_an_international_name_goes_out_in_ascii(server, monkeypatch):
+    fake_dns(monkeypatch, {"xn--lms-dma.test": ["127.0.0.1"]})
+    fetch_json(f"http://lmsé.test:{server.port}/config", allow_loopback=True)
+    assert server.seen[0][2]["Host"] == f"xn--lms-dma.test:{server.port}"

@@ -138,6 +138,10 @@ def vet(url: str, allow_loopback: bool = False) -> Target:
         raise FetchError("bad_url", "The address must not carry a user name or password.")
     if any(c.isspace() for c in url):
         raise FetchError("bad_url", "The address contains spaces.")
+    try:  # an internationalised name goes out (DNS, SNI, Host) in its ASCII form
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise FetchError("bad_url", "The address's host name is not valid.") from None
     addresses = resolve(host, port)
     loopback = allow_loopback and all(is_loopback(a) for a in addresses)
     if not loopback:
@@ -156,7 +160,10 @@ def vet(url: str, allow_loopback: bool = False) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
-    return Target(url, parts.scheme, host, port, parts.netloc, path, addresses[0])
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return Target(url, parts.scheme, host, port, netloc, path, addresses[0])
 
 
 def fetch_json(
