@@ -314,3 +314,25 @@ def test_an_international_name_goes_out_in_ascii(server, monkeypatch):
     fake_dns(monkeypatch, {"xn--lms-dma.test": ["127.0.0.1"]})
     fetch_json(f"http://lmsé.test:{server.port}/config", allow_loopback=True)
     assert server.seen[0][2]["Host"] == f"xn--lms-dma.test:{server.port}"
+
+
+def test_https_names_the_host_to_tls_and_checks_its_certificate(server, monkeypatch, tmp_path):
+    """The connection goes to the vetted address, TLS is told the name (SNI) and the
+    certificate is checked: this self-signed one is refused."""
+    import ssl
+
+    from .server import self_signed_certificate
+
+    certificate, key = self_signed_certificate(tmp_path)
+    names = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    fake_dns(monkeypatch, {"lms.test": ["127.0.0.1"]})
+
+    with pytest.raises(FetchError) as refused:
+        fetch_json(f"https://lms.test:{server.port}/config", allow_loopback=True)
+    assert refused.value.reason == "tls"
+    assert "certificate could not be verified" in refused.value.message
+    assert names == ["lms.test"]

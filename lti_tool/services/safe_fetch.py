@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, SSLError
 from urllib3.exceptions import TimeoutError as UrllibTimeout
 
 ALLOWED_PORTS = frozenset({443, 8443})
@@ -249,6 +249,10 @@ def _exchange(target: Target, method: str, headers: dict[str, str], payload: byt
             response.close()
     except (UrllibTimeout, TimeoutError):
         raise FetchError("timeout", "The server took too long to answer.") from None
+    except SSLError as e:
+        why = ("its certificate could not be verified" if "CERTIFICATE_VERIFY_FAILED" in str(e)
+               else "the secure connection failed")
+        raise FetchError("tls", f"The server could not be reached: {why}.") from None
     except HTTPError as e:
         raise FetchError("connection", f"The server could not be reached ({_why(e)}).") from None
     except OSError as e:
