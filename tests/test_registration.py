@@ -445,3 +445,12 @@ def test_an_approved_registration_is_active_and_no_longer_waiting(client, db, lo
     assert pending_registrations() == []
     registration_lms.token_used = False
     assert register(client, registration_lms).status_code == 409  # now in use
+
+
+@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "has space", "a" * 5000, "é"])
+def test_a_malformed_token_is_refused_before_any_request(client, db, loopback,
+                                                         registration_lms, token):
+    response = register(client, registration_lms, token=token)
+    assert response.status_code == 400
+    assert "registration_token is not valid" in text(response)
+    assert registration_lms.received == []

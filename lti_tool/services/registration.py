@@ -5,6 +5,7 @@ it, and store the platform it answers with (inactive until approved unless its i
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ REQUIRED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri",
 ATTEMPT_WINDOW = 3600
 MAX_ATTEMPTS_PER_ADDRESS = 20
 MAX_PENDING = 50
+# An OAuth 2 bearer token (RFC 6750 b64token): Moodle's and Canvas's are JWTs.
+TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
 PRODUCTS = {"moodle": "Moodle", "canvas": "Canvas", "desire2learn": "Brightspace",
             "brightspace": "Brightspace", "sakai": "Sakai", "blackboard": "Blackboard",
             "schoology": "Schoology"}
@@ -85,6 +88,9 @@ def register(config_url: str, token: str | None, tool: ToolUrls, settings: Setti
     where = _loggable(config_url)
     try:
         _reserve_attempt(client_ip)
+        if token is not None and not TOKEN.fullmatch(token):
+            raise RegistrationError("bad_token", "The link's registration_token is not valid. "
+                                    "Start the registration again from your LMS.")
         configuration = fetch_configuration(config_url, token, settings.allow_loopback)
         where = configuration["issuer"]
         trusted = is_trusted(where, settings.trusted_issuers)
@@ -98,11 +104,11 @@ def register(config_url: str, token: str | None, tool: ToolUrls, settings: Setti
         answer = post_registration(configuration, token, tool, settings.allow_loopback)
         result = store_platform(configuration, answer, settings.trusted_issuers)
     except RegistrationError as e:
-        log.warning("Dynamic registration from %s (client %s) refused: %s (%s)", where,
+        log.warning("Dynamic registration from %r (client %s) refused: %s (%r)", where,
                     client_ip, e.reason, e.message)
         raise
     state = "active" if result.active else "waiting for approval"
-    log.info("Dynamic registration from %s (client %s): platform #%s %s, %s", where, client_ip,
+    log.info("Dynamic registration from %r (client %s): platform #%s %s, %s", where, client_ip,
              result.platform.id, "updated" if result.updated else "added", state)
     return result
 
