@@ -454,3 +454,31 @@ def test_a_malformed_token_is_refused_before_any_request(client, db, loopback,
     assert response.status_code == 400
     assert "registration_token is not valid" in text(response)
     assert registration_lms.received == []
+
+
+# Settings
+
+
+def test_settings_come_from_the_environment(tmp_path):
+    from lti_tool.config import from_env
+
+    defaults = from_env(str(tmp_path), {})
+    assert defaults["REGISTRATION_ENABLED"] is True
+    assert defaults["REGISTRATION_TRUSTED_ISSUERS"] == []
+    assert defaults["REGISTRATION_ALLOW_LOOPBACK"] is False
+    config = from_env(str(tmp_path), {
+        "REGISTRATION_ENABLED": "0",
+        "REGISTRATION_TRUSTED_ISSUERS": " lms.example.edu  https://moodle.example.org/moodle ",
+        "REGISTRATION_ALLOW_LOOPBACK": "1",
+    })
+    assert config["REGISTRATION_ENABLED"] is False
+    assert config["REGISTRATION_TRUSTED_ISSUERS"] == [
+        "lms.example.edu", "https://moodle.example.org/moodle"]
+    assert config["REGISTRATION_ALLOW_LOOPBACK"] is True
+
+
+def test_an_unclear_switch_is_a_configuration_error(tmp_path):
+    from lti_tool.config import ConfigError, from_env
+
+    with pytest.raises(ConfigError, match="REGISTRATION_ENABLED must be 1 or 0"):
+        from_env(str(tmp_path), {"REGISTRATION_ENABLED": "maybe"})
