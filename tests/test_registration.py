@@ -18,6 +18,7 @@ from lti_tool.services.registration import (
 )
 
 from . import registration_platform
+from .conftest import csrf
 from .registration_platform import DROP, NRPS_SCOPE, TOOL_CONFIGURATION, RegistrationPlatform
 
 registration_lms = registration_platform.registration_lms  # the fixture
@@ -482,3 +483,14 @@ def test_an_unclear_switch_is_a_configuration_error(tmp_path):
 
     with pytest.raises(ConfigError, match="REGISTRATION_ENABLED must be 1 or 0"):
         from_env(str(tmp_path), {"REGISTRATION_ENABLED": "maybe"})
+
+
+def test_switching_on_a_waiting_registration_in_the_admin_approves_it(admin, db, loopback,
+                                                                      registration_lms):
+    register(admin, registration_lms)
+    [platform] = pending_registrations()
+    page = admin.get(f"/admin/platforms/{platform.id}")
+    admin.post(f"/admin/platforms/{platform.id}/active",
+               data={"csrf_token": csrf(page), "active": "1"})
+    db.session.refresh(platform)
+    assert platform.active is True and platform.registration_pending is False
