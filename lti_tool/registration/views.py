@@ -1,6 +1,7 @@
 """LTI Dynamic Registration: the page an LMS opens (in its dialog) to register the tool."""
 
 from flask import Blueprint, current_app, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..security import allow_framing_by
@@ -40,10 +41,16 @@ def register():
             ),
             request.remote_addr,
         )
+        db.session.commit()
     except registration.RegistrationError as error:
         db.session.rollback()
         return render_template("registration/error.html", error=error), error.status
-    db.session.commit()
+    except IntegrityError:  # a registration of the same platform finished at the same moment
+        db.session.rollback()
+        error = registration.RegistrationError(
+            "conflict", "Another registration of this platform was saved at the same moment. "
+            "Check the tool's platforms, or start again from your LMS.", status=409)
+        return render_template("registration/error.html", error=error), error.status
     return render_template(
         "registration/done.html", result=result,
         product=registration.product_name(result.platform.product_family_code),
