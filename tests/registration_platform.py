@@ -58,6 +58,7 @@ class RegistrationPlatform:
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.tool_url = ""  # the browser journey's tool, framed by `admin_page`
+        self.frame_width = "700"  # of the registration dialog's iframe
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
 
@@ -159,7 +160,7 @@ class RegistrationPlatform:
         return (
             "<!doctype html><html lang='en'><title>Register a tool</title>"
             "<h1>Register a tool</h1><p id='received'>nothing yet</p>"
-            f"<iframe id='dialog' src='{src}' width='700' height='600'></iframe>"
+            f"<iframe id='dialog' src='{src}' width='{self.frame_width}' height='600'></iframe>"
             "<script>window.addEventListener('message', function (e) {"
             "document.getElementById('received').textContent ="
             " 'received ' + JSON.stringify(e.data) + ' from ' + e.origin; });</script>"

@@ -31,10 +31,13 @@ def tool_url(app, registration_lms, migrated, tmp_path):
         yield base
 
 
+@pytest.mark.parametrize("width", ["700", "400"])
 def test_the_registration_dialog_tells_the_lms_to_close(browser_factory, registration_lms,
-                                                        tool_url, db, tmp_path):
+                                                        tool_url, db, tmp_path, width):
     from selenium.webdriver.common.by import By
 
+    registration_lms.frame_width = width
+    registration_lms.client_id = "AbCdEfGh12" * 15  # one long word
     driver = browser_factory()
     driver.set_window_size(1000, 800)
     driver.get(f"{registration_lms.base}/admin/register")
