@@ -1,11 +1,31 @@
 """gunicorn settings for `make run` and production: `gunicorn -c gunicorn.conf.py wsgi:app`."""
 
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 60
 accesslog = "-"
+
+
+class AccessLogger(Logger):
+    """The access log hides the values that carry an LMS's one-time registration token
+    (`registration_token`, and Brightspace's `openid_configuration` URL with the token inside)."""
+
+    SECRETS = re.compile(r"((?:registration_token|openid_configuration)=)[^&\s]*")
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for atom in ("r", "q", "f"):
+            if isinstance(atoms.get(atom), str):
+                atoms[atom] = self.SECRETS.sub(r"\1[hidden]", atoms[atom])
+        return atoms
+
+
+logger_class = AccessLogger
 # Forwarded headers are trusted by the app (werkzeug ProxyFix, TRUSTED_PROXIES) and nowhere
 # else: gunicorn would otherwise take X-Forwarded-Proto from any client on 127.0.0.1.
 secure_scheme_headers: dict[str, str] = {}

@@ -12,6 +12,7 @@ from . import admin, audit, cli, health, home, launch, media, security, sessions
 from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
+from .registration import bp as registration_bp
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -74,4 +75,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(registration_bp)
     csrf.exempt(launch.bp)

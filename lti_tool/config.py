@@ -61,6 +61,13 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "NRPS_SYNC_MAX_AGE": _int(env, "NRPS_SYNC_MAX_AGE", 24) or 24,
         # Hours an unfinished resumable upload is kept before the upkeep job removes it.
         "UPLOAD_EXPIRY_HOURS": _int(env, "UPLOAD_EXPIRY_HOURS", 24) or 24,
+        # LTI Dynamic Registration (/lti/register): on unless switched off. Registrations from
+        # these issuers (host names or issuer URLs, space-separated) are active at once; others
+        # wait for an admin's approval.
+        "REGISTRATION_ENABLED": _flag(env, "REGISTRATION_ENABLED", True),
+        "REGISTRATION_TRUSTED_ISSUERS": env.get("REGISTRATION_TRUSTED_ISSUERS", "").split(),
+        # Lets registration fetch http(s) URLs on loopback addresses (an LMS on this machine).
+        "REGISTRATION_ALLOW_LOOPBACK": _flag(env, "REGISTRATION_ALLOW_LOOPBACK", False),
     }
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).
@@ -124,6 +131,17 @@ def database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def _flag(env, name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {raw!r}")
 
 
 def _int(env, name: str, default: int) -> int:

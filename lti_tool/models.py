@@ -106,6 +106,13 @@ class JobState(enum.StrEnum):
 ACTIVE_JOB_STATES = (JobState.WAITING.value, JobState.RUNNING.value)
 
 
+class RegisteredBy(enum.StrEnum):
+    """How a platform came in: entered by an admin, or through LTI Dynamic Registration."""
+
+    ADMIN = "admin"
+    DYNAMIC = "dynamic"
+
+
 class Visibility(enum.StrEnum):
     """Who may see a media item besides its owner and admins."""
 
@@ -503,6 +510,24 @@ class LTIPlatform(db.Model):
         default=True,
         server_default=true(),
         comment="Inactive platforms are refused at login and launch",
+    )
+    registered_by: Mapped[RegisteredBy] = mapped_column(
+        _enum(RegisteredBy, "registered_by"),
+        default=RegisteredBy.ADMIN,
+        server_default=RegisteredBy.ADMIN.value,
+        comment="admin: entered by hand; dynamic: through LTI Dynamic Registration",
+    )
+    registration_pending: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="A dynamic registration waiting for an admin's approval (inactive until then)",
+    )
+    product_family_code: Mapped[str | None] = mapped_column(
+        String(64), comment="The LMS product as it names itself: moodle, canvas, desire2learn"
+    )
+    product_version: Mapped[str | None] = mapped_column(
+        String(64), comment="The LMS version it reported when it registered"
     )
 
     resource_links: Mapped[list[LTIResourceLink]] = relationship(

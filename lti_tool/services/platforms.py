@@ -126,6 +126,8 @@ def update_platform(
     """Validate and apply changes to a registration (flushed); raises ValidationError."""
     for field, value in _validated(data, platform, allow_http).items():
         setattr(platform, field, value)
+    if platform.active:  # an admin who switches on a waiting registration approves it
+        platform.registration_pending = False
     db.session.flush()
     log.info("Updated platform %r", platform.name)
     return platform
@@ -155,8 +157,13 @@ def fill_from_moodle_site(data: Mapping[str, Any], site: str,
 
 
 def set_active(platform: LTIPlatform, active: bool) -> LTIPlatform:
-    """Switch a platform on or off (flushed): a switched-off platform's launches are refused."""
+    """Switch a platform on or off (flushed): a switched-off platform's launches are refused.
+
+    Switching on a dynamic registration that waits for approval approves it.
+    """
     platform.active = active
+    if active:
+        platform.registration_pending = False
     db.session.flush()
     return platform
 
