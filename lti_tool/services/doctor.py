@@ -76,6 +76,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "Platform '{platform}' is inactive: activate it in the tool's admin (Platforms > "
         "{platform} > Activate).",
     ),
+    "registration_pending": Diagnosis(
+        403, "The media tool is waiting for approval for this LMS",
+        "This LMS registered with the media tool, and the registration is waiting for approval "
+        "in the tool's dashboard. Try again once the tool's administrator has approved it.",
+        "Platform '{platform}' registered itself (LTI Dynamic Registration) and is waiting for "
+        "approval in the tool's dashboard: approve it there (Inbox > Approve), or list its "
+        "issuer in REGISTRATION_TRUSTED_ISSUERS for future registrations.",
+    ),
     "missing_kid": Diagnosis(
         401, "The media tool could not check where this link came from",
         "The tool could not check that this link came from your LMS.",
@@ -198,7 +206,8 @@ TRANSIENT = frozenset({
     "jwks_unavailable", "platform_error", "launch_rejected", "clock_skew",
 })
 # Refusals at the login step that the tool's admin fixes; the same login then goes through.
-FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment"})
+FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment",
+                            "registration_pending"})
 TOOL_PLATFORM = "https://purl.imsglobal.org/spec/lti/claim/tool_platform"
 
 
