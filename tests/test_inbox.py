@@ -276,3 +276,17 @@ def test_posts_without_the_csrf_token_are_refused(admin, captured, db, make_plat
     assert not waiting.active
     response = admin.post(f"/admin/inbox/{entry.id}/platform", data={"name": "x"})
     assert response.status_code == 400 and count(db, LTIPlatform) == 2  # the LMS and `waiting`
+
+
+def test_platform_approve_on_the_command_line(runner, lms, browser, db):
+    lms.platform.active = False
+    lms.platform.registration_pending = True
+    db.session.commit()
+    result = runner.invoke(args=["platform", "approve", lms.platform.name])
+    assert result.exit_code == 0 and "Approved Test Moodle" in result.output
+    db.session.expire_all()
+    assert lms.platform.active and not lms.platform.registration_pending
+    assert lms.launch(browser).status_code == 303
+    again = runner.invoke(args=["platform", "approve", lms.platform.name])
+    assert again.exit_code == 2 and "not waiting for approval" in again.output
+    assert runner.invoke(args=["platform", "approve", "No such LMS"]).exit_code == 2
