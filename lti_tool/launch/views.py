@@ -129,7 +129,7 @@ def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None,
             error.category, step, error.login_params, error.platform, error.claims
         ),
         return_url=return_url,
-        told=capture,
+        told=doctor.TOLD if capture else None,
     ), diagnosis.status
 
 

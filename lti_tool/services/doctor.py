@@ -14,6 +14,9 @@ MOODLE_TOOL_FORM = (
     "Moodle's External tool configuration (Site administration > Plugins > Activity modules > "
     "External tool > Manage tools > the tool's settings)"
 )
+# Shown under a refusal that was captured into the admin's platform inbox (services/inbox.py).
+TOLD = ("The media tool's administrator has been told and can connect your LMS from the tool's "
+        "dashboard.")
 
 
 @dataclass(frozen=True)
