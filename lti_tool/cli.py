@@ -17,6 +17,7 @@ from .extensions import db
 from .models import Job, JobState, Media, Visibility
 from .services import (
     audit,
+    inbox,
     jobs,
     keys,
     media,
@@ -24,6 +25,7 @@ from .services import (
     nrps_jobs,
     platforms,
     processing,
+    registration,
     role_mappings,
     users,
 )
@@ -214,6 +216,23 @@ def platform_enable(name: str) -> None:
 def platform_disable(name: str) -> None:
     """Switch platform NAME off: its launches are refused, nothing is deleted."""
     _set_active(name, False)
+
+
+@platform_cli.command("approve")
+@click.argument("name")
+def platform_approve(name: str) -> None:
+    """Approve platform NAME's dynamic registration, waiting in the inbox: it becomes active."""
+    try:
+        platform = platforms.get_platform_by_name(name)
+    except ValidationError as e:
+        raise _bad(e, {"name": "NAME"}) from None
+    if not platform.registration_pending or platform.active:
+        raise click.BadParameter(f"{platform.name} is not waiting for approval.",
+                                 param_hint="NAME")
+    registration.approve(platform)
+    inbox.resolve_for(platform)
+    db.session.commit()
+    click.echo(f"Approved {platform.name}: its launches are accepted now.")
 
 
 def _set_active(name: str, active: bool) -> None:

@@ -68,6 +68,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "REGISTRATION_TRUSTED_ISSUERS": env.get("REGISTRATION_TRUSTED_ISSUERS", "").split(),
         # Lets registration fetch http(s) URLs on loopback addresses (an LMS on this machine).
         "REGISTRATION_ALLOW_LOOPBACK": _flag(env, "REGISTRATION_ALLOW_LOOPBACK", False),
+        # Rows the platform inbox keeps (refusals from unknown platforms); the oldest go first.
+        "INBOX_MAX_ROWS": _int(env, "INBOX_MAX_ROWS", 500) or 500,
     }
     # Launch state, nonces and launch data must be seen by every worker process:
     # Redis in production, otherwise a file cache in the instance folder (one host only).

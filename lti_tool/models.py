@@ -876,3 +876,58 @@ class RosterChange(db.Model):
 
     def __repr__(self) -> str:
         return f"<RosterChange {self.kind} user={self.user_id}>"
+
+
+class InboxStatus(enum.StrEnum):
+    """Where an inbox entry stands: waiting for an admin, dismissed, or made into a setup."""
+
+    OPEN = "open"
+    DISMISSED = "dismissed"
+    RESOLVED = "resolved"
+
+
+class PlatformInboxEntry(db.Model):
+    """A refused login or launch from an unknown platform or deployment, kept for an admin.
+
+    One row per (issuer, client ID, deployment ID); an empty string stands for a value the
+    request did not send. Repeats only bump `attempts` and `last_seen`.
+    """
+
+    __tablename__ = "platform_inbox"
+    __table_args__ = (
+        UniqueConstraint("issuer", "client_id", "deployment_id"),
+        Index(None, "status", "last_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), comment="iss as the request sent it")
+    client_id: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="empty: the login named none"
+    )
+    deployment_id: Mapped[str] = mapped_column(
+        String(255), default="", server_default="", comment="empty: the request named none"
+    )
+    platform_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_platform.id", ondelete="SET NULL"),
+        comment="the known platform, when only the deployment was unknown",
+    )
+    category: Mapped[str] = mapped_column(
+        String(64), comment="unknown_platform or unknown_deployment, as last refused"
+    )
+    claims: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="sanitized claims of the latest launch (no personal data)"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    first_seen: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    status: Mapped[InboxStatus] = mapped_column(
+        _enum(InboxStatus, "inbox_status"),
+        default=InboxStatus.OPEN,
+        server_default=InboxStatus.OPEN.value,
+    )
+
+    platform: Mapped[LTIPlatform | None] = relationship()
+
+    def __repr__(self) -> str:
+        return (f"<PlatformInboxEntry {self.id} {self.issuer!r} client={self.client_id!r} "
+                f"deployment={self.deployment_id!r} {self.status} x{self.attempts}>")

@@ -28,7 +28,17 @@ from ..models import (
     LTIRoleMapping,
     User,
 )
-from ..services import dashboard, directory, jobs, jwks, platforms, role_mappings, users
+from ..services import (
+    dashboard,
+    directory,
+    inbox,
+    jobs,
+    jwks,
+    platforms,
+    registration,
+    role_mappings,
+    users,
+)
 from .forms import (
     ActionForm,
     ConfirmDeleteForm,
@@ -49,6 +59,7 @@ def index():
         "admin/index.html", figures=dashboard.summary(), failures=dashboard.recent_failures(),
         queues=jobs.queue_figures(), running=jobs.running_jobs(),
         failed_jobs=jobs.recent_failures(), retry_form=ActionForm(),
+        inbox_count=inbox.count_open() + registration.count_pending(),
     )
 
 
@@ -109,12 +120,14 @@ def _tool_urls() -> dict[str, str]:
     """The tool's own URLs as an LMS must call them (scheme and host as the browser sees them)."""
     launch = url_for("launch.launch", _external=True)
     return {"launch": launch, "login": url_for("launch.login", _external=True),
-            "jwks": url_for("launch.jwks", _external=True)}
+            "jwks": url_for("launch.jwks", _external=True),
+            "register": url_for("registration.register", _external=True)}
 
 
 @bp.get("/setup")
 def setup():
-    return render_template("admin/setup.html", urls=_tool_urls(), platform=None)
+    return render_template("admin/setup.html", urls=_tool_urls(), platform=None,
+                           registration_enabled=current_app.config["REGISTRATION_ENABLED"])
 
 
 @bp.get("/platforms/<int:id>/setup")

@@ -2,6 +2,7 @@
 
 from flask import (
     Blueprint,
+    current_app,
     flash,
     jsonify,
     redirect,
@@ -15,7 +16,7 @@ from flask_login import login_user
 from ..errors import LaunchError
 from ..extensions import db
 from ..security import allow_framing_by
-from ..services import doctor, keys, launches, oidc, platforms
+from ..services import doctor, inbox, keys, launches, oidc, platforms
 from ..services.claims import LAUNCH_PRESENTATION
 from ..services.provisioning import launch_roles
 from ..services.tool_conf import lti_context
@@ -96,14 +97,20 @@ def _refuse(error: LaunchError, step: str = "launch"):
         teacher=launch_roles(claims, error.platform).is_teacher,
         return_url=return_url if platforms.is_safe_return_url(return_url, error.platform) else None,
         step=step,
+        capture=inbox.capturable(error) is not None,
     )
 
 
 def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None,
-                step: str = "launch"):
+                step: str = "launch", capture: bool = False):
     """Log the failure and render the launch doctor's in-iframe page with its reference number
-    (the fix is shown to teachers and admins only), its way back and its "Try again"."""
-    reference = launches.log_failure(error, request.remote_addr)
+    (the fix is shown to teachers and admins only), its way back and its "Try again".
+
+    With `capture`, the refusal also goes into the admin's platform inbox, in the log entry's
+    transaction, and the page says the administrator has been told.
+    """
+    reference = launches.log_failure(error, request.remote_addr, also=(
+        lambda: inbox.capture(error, current_app.config["INBOX_MAX_ROWS"])) if capture else None)
     diagnosis = doctor.diagnose(error.category)
     return render_template(
         "launch/error.html",
@@ -122,6 +129,7 @@ def doctor_page(error: LaunchError, *, teacher: bool, return_url: str | None,
             error.category, step, error.login_params, error.platform, error.claims
         ),
         return_url=return_url,
+        told=doctor.TOLD if capture else None,
     ), diagnosis.status
 
 

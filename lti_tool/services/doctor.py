@@ -14,6 +14,9 @@ MOODLE_TOOL_FORM = (
     "Moodle's External tool configuration (Site administration > Plugins > Activity modules > "
     "External tool > Manage tools > the tool's settings)"
 )
+# Shown under a refusal that was captured into the admin's platform inbox (services/inbox.py).
+TOLD = ("The media tool's administrator has been told and can connect your LMS from the tool's "
+        "dashboard.")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "The media tool is switched off for this LMS.",
         "Platform '{platform}' is inactive: activate it in the tool's admin (Platforms > "
         "{platform} > Activate).",
+    ),
+    "registration_pending": Diagnosis(
+        403, "The media tool is waiting for approval for this LMS",
+        "This LMS registered with the media tool, and the registration is waiting for approval "
+        "in the tool's dashboard. Try again once the tool's administrator has approved it.",
+        "Platform '{platform}' registered itself (LTI Dynamic Registration) and is waiting for "
+        "approval in the tool's dashboard: approve it there (Inbox > Approve), or list its "
+        "issuer in REGISTRATION_TRUSTED_ISSUERS for future registrations.",
     ),
     "missing_kid": Diagnosis(
         401, "The media tool could not check where this link came from",
@@ -198,7 +209,8 @@ TRANSIENT = frozenset({
     "jwks_unavailable", "platform_error", "launch_rejected", "clock_skew",
 })
 # Refusals at the login step that the tool's admin fixes; the same login then goes through.
-FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment"})
+FIXED_IN_SETUP = frozenset({"unknown_platform", "platform_inactive", "unknown_deployment",
+                            "registration_pending"})
 TOOL_PLATFORM = "https://purl.imsglobal.org/spec/lti/claim/tool_platform"
 
 

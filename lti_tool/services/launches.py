@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -421,14 +422,19 @@ def _dispatch_after_commit(job: Job) -> None:
         return response
 
 
-def log_failure(error: LaunchError, ip: str | None) -> int | None:
+def log_failure(error: LaunchError, ip: str | None,
+                also: Callable[[], object] | None = None) -> int | None:
     """Write the failed-launch entry in its own transaction (after the caller's rollback).
 
     Without a known platform there is no row to attach it to: the application log gets it.
+    `also` writes more in the same transaction (the platform inbox's capture).
     Returns the entry's id, the reference shown on the error page.
     """
     db.session.rollback()
+    if also is not None:
+        also()
     if error.platform is None:
+        db.session.commit()  # what `also` wrote, if anything
         log.warning(
             "Launch refused before a platform was known: %s: %s (ip %s)",
             error.category, _oneline(error.message), ip,

@@ -29,7 +29,8 @@ def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
     """The registration for an issuer and client ID, refusing unknown and inactive ones.
 
     Without a client ID (a login that did not send one) the issuer must have exactly one
-    registration. Raises LaunchError `unknown_platform` or `platform_inactive`.
+    registration. Raises LaunchError `unknown_platform`, `platform_inactive` or
+    `registration_pending` (inactive while its dynamic registration waits for approval).
     """
     if not issuer:
         raise LaunchError("malformed_token", "The request names no issuer (iss).")
@@ -48,6 +49,9 @@ def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
     platform = found[0]
     if not platform.active:
         error = LaunchError("platform_inactive", f"The platform {platform.name!r} is switched off.")
+        if platform.registration_pending:
+            error = LaunchError("registration_pending",
+                                f"The platform {platform.name!r} waits for approval.")
         error.platform = platform
         raise error
     return platform
