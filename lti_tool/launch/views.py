@@ -2,6 +2,7 @@
 
 from flask import (
     Blueprint,
+    current_app,
     flash,
     jsonify,
     redirect,
@@ -13,9 +14,10 @@ from flask import (
 from flask_login import login_user
 
 from ..errors import LaunchError
-from ..extensions import db
+from ..extensions import cache, db
+from ..models import LTIPlatform
 from ..security import allow_framing_by
-from ..services import doctor, keys, launches, oidc, platforms
+from ..services import doctor, keys, launches, oidc, platform_storage, platforms
 from ..services.claims import LAUNCH_PRESENTATION
 from ..services.provisioning import launch_roles
 from ..services.tool_conf import lti_context
@@ -24,7 +26,7 @@ bp = Blueprint("launch", __name__, url_prefix="/lti")
 
 PENDING_PICKERS = 10  # deep-linking launches of one user whose pickers stay open at once
 LOGIN_PARAMS = ("iss", "login_hint", "target_link_uri", "lti_message_hint", "client_id",
-                "lti_deployment_id")
+                "lti_deployment_id", platform_storage.TARGET_PARAM)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -46,6 +48,8 @@ def login():
 @bp.post("/launch")
 def launch():
     """Validate the id_token, provision, sign the user in afresh and send them on."""
+    if (page := _storage_read_back()) is not None:
+        return page
     try:
         result = launches.run_launch(lti_context(), request.remote_addr)
     except LaunchError as error:
@@ -63,7 +67,32 @@ def launch():
     if result.provisioned.category:  # where `/` and "Back to the course's media" lead
         session["course_id"] = result.provisioned.category.id
     allow_framing_by(*session["frame_origins"])
+    if request.form.get(platform_storage.PROOF_PARAM):
+        return _landing_in_place(_destination(result))
     return redirect(_destination(result), 303)
+
+
+def _storage_read_back():
+    """A Platform Storage launch without the state cookie: the page reading the state back from
+    the LMS's frame, which then posts the launch again with its proof. None otherwise."""
+    state = request.form.get("state") or ""
+    login = cache.get(oidc.LOGIN_KEY + state) if state else None
+    has_cookie = request.cookies.get(state) == state
+    if not platform_storage.wants_read_back(request.form, login, has_cookie):
+        return None
+    platform = db.session.get(LTIPlatform, login["platform_id"])
+    if platform is None:
+        return None
+    allow_framing_by(*platforms.frame_origins(platform))
+    return platform_storage.read_back_page(form=request.form, login=login,
+                                           auth_url=platform.auth_login_url)
+
+
+def _landing_in_place(url: str):
+    """The landing page in the launch's own response: after a Platform Storage launch the
+    browser may keep none of the tool's cookies, so a redirect would find no session."""
+    endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
+    return current_app.view_functions[endpoint](**args)
 
 
 def _destination(result: launches.LaunchResult) -> str:
