@@ -88,6 +88,12 @@ def test_a_launch_without_cookie_is_accepted_with_the_state_read_back(app, brows
     assert done.status_code == 200, [(e.error_category, e.error_message) for e in logs(db)]
     assert b"Modern History" in done.data
     assert "frame-ancestors https://lms.example.edu" in done.headers["Content-Security-Policy"]
+    # Pages after this one need the tool's cookies: the way to a window of its own.
+    notice = re.search(r'<p class="flash flash-storage"[^>]*>(.*?)</p>',
+                       done.get_data(as_text=True), re.S)
+    assert "Open the media tool in a new window" in notice.group(1)
+    link = parse_qs(urlsplit(unescape(re.search(r'href="([^"]+)"', notice.group(1))[1])).query)
+    assert link["lti1p3_new_window"] == ["1"] and link["iss"] == [lms.issuer]
 
 
 def test_a_deep_linking_launch_lands_on_the_picker(app, browser, lms, db):
@@ -163,3 +169,11 @@ def test_a_storage_login_keeps_working_with_its_cookie_path_untouched(browser, l
     second = browser.get(link)
     assert second.status_code == 302
     assert second.headers["Location"].startswith("https://lms.example.edu/mod/lti/auth.php?")
+
+
+def test_a_page_asked_inside_the_frame_without_any_cookie_says_why(app):
+    page = new_browser(app).get("/media/", headers={"Sec-Fetch-Dest": "iframe"})
+    assert page.status_code == 401
+    assert b"blocks the media tool&#39;s cookies inside the LMS page" in page.data
+    plain = new_browser(app).get("/media/")
+    assert b"Please open the media tool again from your course." in plain.data

@@ -50,6 +50,7 @@ def launch():
     """Validate the id_token, provision, sign the user in afresh and send them on."""
     if (page := _storage_read_back()) is not None:
         return page
+    storage_login = _storage_login_record()  # read before the launch consumes it
     try:
         result = launches.run_launch(lti_context(), request.remote_addr)
     except LaunchError as error:
@@ -67,8 +68,8 @@ def launch():
     if result.provisioned.category:  # where `/` and "Back to the course's media" lead
         session["course_id"] = result.provisioned.category.id
     allow_framing_by(*session["frame_origins"])
-    if request.form.get(platform_storage.PROOF_PARAM):
-        return _landing_in_place(_destination(result))
+    if storage_login is not None:
+        return _landing_in_place(_destination(result), storage_login)
     return redirect(_destination(result), 303)
 
 
@@ -88,9 +89,18 @@ def _storage_read_back():
                                            auth_url=platform.auth_login_url)
 
 
-def _landing_in_place(url: str):
+def _storage_login_record() -> dict | None:
+    """The login record of a Platform Storage continuation (it carries the proof)."""
+    if not request.form.get(platform_storage.PROOF_PARAM):
+        return None
+    return cache.get(oidc.LOGIN_KEY + (request.form.get("state") or "")) or None
+
+
+def _landing_in_place(url: str, login: dict):
     """The landing page in the launch's own response: after a Platform Storage launch the
     browser may keep none of the tool's cookies, so a redirect would find no session."""
+    if notice := platform_storage.landing_notice(login):
+        flash(notice, "storage")
     endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
     return current_app.view_functions[endpoint](**args)
 

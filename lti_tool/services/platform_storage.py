@@ -19,7 +19,8 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
-from flask import render_template, url_for
+from flask import Request, render_template, url_for
+from markupsafe import Markup
 
 from ..extensions import cache
 
@@ -31,6 +32,11 @@ PROOF_TTL = 120  # seconds between the launch POST and its continuation
 TIMEOUT_MS = 4000  # how long the pages wait for the platform's answers
 # A frame name: Canvas `post_message_forwarding`, Sakai `_parent`; nothing that needs quoting.
 TARGET_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+COOKIELESS_FRAME = (
+    "Your browser blocks the media tool's cookies inside the LMS page, so only the first page "
+    "opens here. Use \"Open the media tool in a new window\" on that page, or open the "
+    "activity again from your course."
+)
 NEW_WINDOW_PARAMS = ("iss", "login_hint", "target_link_uri", "lti_message_hint",
                      "lti_deployment_id", "client_id")
 
@@ -121,3 +127,18 @@ def proven(login: Mapping | None, state: str, proof: str | None, read: str | Non
     state_bytes = state.encode()
     return (secrets.compare_digest(str(bound).encode(), state_bytes)
             and secrets.compare_digest(read.encode(), state_bytes))
+
+
+def landing_notice(login: Mapping | None) -> Markup | None:
+    """The notice on a Platform Storage landing page: this page works, the next ones need the
+    tool's cookies, which a window of its own has."""
+    url = new_window_url((login or {}).get("params"))
+    if not url:
+        return None
+    return Markup(render_template("launch/_storage_notice.html", new_window=url))
+
+
+def cookieless_frame(req: Request) -> bool:
+    """A page requested inside the LMS's frame with none of the tool's cookies: the browser
+    blocks them there (after a Platform Storage launch, every page after the first)."""
+    return not req.cookies and req.headers.get("Sec-Fetch-Dest") == "iframe"
