@@ -96,3 +96,22 @@ def test_unanswered_storage_falls_back_to_a_new_window(browser_factory, site_lms
     driver.switch_to.window(new_window)
     wait_for_text(driver, "Modern History")
     assert_no_policy_violations(driver)
+
+
+def test_where_cookies_work_the_storage_login_keeps_the_session(
+    browser_factory, site_lms, tool_url
+):
+    """Canvas sends lti_storage_target to every browser: one that keeps the tool's cookies takes
+    the cookie path, with its session for the pages after the first."""
+    from selenium.webdriver.common.by import By
+
+    site_lms.storage_target = "post_message_forwarding"
+    driver = browser_factory()
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    text = wait_for_text(driver, "No media in this course yet.")
+    assert "Open the media tool in a new window" not in text
+    driver.execute_script("location.href = '/media/'")
+    wait_for_text(driver, "My media")
+    assert_no_policy_violations(driver)
+    assert [s.split(" ")[0] for s in storage_seen(driver, site_lms)] == ["lti.put_data"] * 2

@@ -58,7 +58,8 @@ def test_the_login_answers_the_storage_page_and_sets_no_state_cookie(browser, lm
     assert json.loads(attr(page, "data-entries")) == [[f"state_{state}", state],
                                                       [f"nonce_{nonce}", nonce]]
     assert attr(page, "data-next").startswith("https://lms.example.edu/mod/lti/auth.php?")
-    assert not [c for c in page.headers.getlist("Set-Cookie") if "lti1p3-state" in c]
+    # The state cookie is offered (the cookie path where the browser keeps it), not needed.
+    assert [c for c in page.headers.getlist("Set-Cookie") if c.startswith(f"lti1p3-{state}=")]
     assert "<script>" not in page.get_data(as_text=True), "no inline script"
     assert "frame-ancestors https://lms.example.edu" in page.headers["Content-Security-Policy"]
     # The way out when the LMS does not answer: the cookie login, in a window of its own.
@@ -88,6 +89,7 @@ def test_a_launch_without_cookie_is_accepted_with_the_state_read_back(app, brows
     assert done.status_code == 200, [(e.error_category, e.error_message) for e in logs(db)]
     assert b"Modern History" in done.data
     assert "frame-ancestors https://lms.example.edu" in done.headers["Content-Security-Policy"]
+    assert signed_in_user(elsewhere) is None, "no session kept for later pages"
     # Pages after this one need the tool's cookies: the way to a window of its own.
     notice = re.search(r'<p class="flash flash-storage"[^>]*>(.*?)</p>',
                        done.get_data(as_text=True), re.S)
@@ -161,9 +163,18 @@ def test_a_cookie_login_without_its_cookie_is_still_refused(app, browser, lms, d
     assert b"new window" in response.data
 
 
-def test_a_storage_login_keeps_working_with_its_cookie_path_untouched(browser, lms):
-    """The same browser, cookies allowed (the LMS sends the target anyway): still the cookie
-    path is not required; the new-window login works as before."""
+def test_where_the_cookie_is_kept_a_storage_login_takes_the_cookie_path(browser, lms):
+    """Canvas sends lti_storage_target to every browser: one that keeps the tool's cookies gets
+    the usual redirect and session, no read-back page."""
+    _, state, nonce = storage_login(browser, lms)
+    token = lms.sign(lms.claims(nonce=nonce))
+    done = browser.post("/lti/launch", data={"id_token": token, "state": state,
+                                             "lti_storage_target": TARGET})
+    assert done.status_code == 303
+    assert signed_in_user(browser) is not None
+
+
+def test_the_new_window_link_takes_the_cookie_path(browser, lms):
     page, state, _ = storage_login(browser, lms)
     link = attr(page, "href(?=[^>]*target=\"_blank\")")
     second = browser.get(link)

@@ -78,7 +78,7 @@ def _storage_read_back():
     the LMS's frame, which then posts the launch again with its proof. None otherwise."""
     state = request.form.get("state") or ""
     login = cache.get(oidc.LOGIN_KEY + state) if state else None
-    has_cookie = request.cookies.get(state) == state
+    has_cookie = bool(state) and lti_context().cookies.get_cookie(state) == state
     if not platform_storage.wants_read_back(request.form, login, has_cookie):
         return None
     platform = db.session.get(LTIPlatform, login["platform_id"])
@@ -102,7 +102,11 @@ def _landing_in_place(url: str, login: dict):
     if notice := platform_storage.landing_notice(login):
         flash(notice, "storage")
     endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
-    return current_app.view_functions[endpoint](**args)
+    response = current_app.make_response(current_app.view_functions[endpoint](**args))
+    # No session kept: the browser blocks the tool's cookies here anyway, and a continuation
+    # posted into another browser (login CSRF) must not leave it signed in for later.
+    session.clear()
+    return response
 
 
 def _destination(result: launches.LaunchResult) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
+from flask import make_response
 from pylti1p3.contrib.flask import FlaskOIDCLogin
 from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
 from pylti1p3.exception import LtiException, OIDCException
@@ -159,7 +160,7 @@ def _start_login(ctx: LTIContext, params: dict[str, str], launch_url: str):
 def _storage_login(ctx: LTIContext, platform: LTIPlatform, params: dict[str, str], target: str,
                    launch_url: str):
     """The Platform Storage login: a page keeping state and nonce in the LMS's frame `target`,
-    then going to the platform's auth URL. No state cookie is set or needed."""
+    then going to the platform's auth URL. The state cookie is offered, not needed."""
     login = ToolOIDCLogin(ctx, platform, params, storage=True)
     try:
         auth_url = login._prepare_redirect_url(launch_url)
@@ -168,7 +169,11 @@ def _storage_login(ctx: LTIContext, platform: LTIPlatform, params: dict[str, str
         error.platform = platform
         raise error from None
     query = parse_qs(urlsplit(auth_url).query)
-    return platform_storage.login_page(
+    response = make_response(platform_storage.login_page(
         target=target, auth_url=auth_url, state=query["state"][0], nonce=query["nonce"][0],
         params=params,
-    )
+    ))
+    # The state cookie too: where the browser keeps it, the launch takes the cookie path and
+    # its session; only where it is blocked does the launch read the state back.
+    ctx.cookies.update_response(response)
+    return response
