@@ -166,9 +166,9 @@ class TestPlatform:
         self.frame = ("900", "600")  # the course page's iframe: width and height attributes
         # Platform Storage (browser tests): the lti_storage_target the web side sends
         # ("post_message_forwarding" as Canvas, "_parent" as Sakai; None as Moodle), and whether
-        # its storage answers lti.put_data / lti.get_data at all.
+        # its storage answers lti.put_data / lti.get_data at all ("put": put_data only).
         self.storage_target: str | None = None
-        self.storage_answers = True
+        self.storage_answers: bool | str = True
 
     # keys
 
@@ -324,14 +324,14 @@ class TestPlatform:
         """The platform's side of lti.put_data / lti.get_data (lti-pm-s), for the tool's origin
         only; what it was asked is kept in `window.ltiStorageSeen` for the tests to read."""
         tool_origin = json.dumps("{}://{}".format(*urlsplit(self.tool_url)[:2]))
-        answers = "true" if self.storage_answers else "false"
+        answers = json.dumps(self.storage_answers)  # true, false or "put" (put_data only)
         return (
             "<script>(function(){var store={};window.ltiStorageSeen=[];"
             "window.addEventListener('message',function(e){"
             f"var d=e.data||{{}};if(e.origin!=={tool_origin})return;"
             "if(d.subject!=='lti.put_data'&&d.subject!=='lti.get_data')return;"
             "window.ltiStorageSeen.push(d.subject+' '+d.key);"
-            f"if(!{answers})return;"
+            f"var a={answers};if(!a||(a==='put'&&d.subject!=='lti.put_data'))return;"
             "var reply={subject:d.subject+'.response',message_id:d.message_id,key:d.key};"
             "if(d.subject==='lti.put_data'){store[d.key]=d.value;reply.value=d.value;}"
             "else if(d.key in store){reply.value=store[d.key];}"

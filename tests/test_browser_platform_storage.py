@@ -4,6 +4,7 @@ login's state and nonce, and the launch lands on the course's media or the picke
 
 import pytest
 
+from .journeys import assert_accessible
 from .lms import INSTRUCTOR
 from .test_browser import (  # noqa: F401  (fixtures)
     CHROMEDRIVER,
@@ -59,6 +60,7 @@ def test_pages_after_the_first_show_the_way_to_a_new_window(browser_factory, sit
     site_lms.storage_target = "post_message_forwarding"
     driver = open_blocked(browser_factory, site_lms, tool_url)
     wait_for_text(driver, "Open the media tool in a new window")
+    assert_accessible(driver)  # the landing page with its notice
     course = driver.current_window_handle
     driver.find_element(By.LINK_TEXT, "Open the media tool in a new window").click()
     driver.switch_to.window([h for h in driver.window_handles if h != course][0])
@@ -84,13 +86,17 @@ def test_a_teacher_lands_on_the_picker_with_cookies_blocked(browser_factory, sit
     assert_no_policy_violations(driver)
 
 
-def test_unanswered_storage_falls_back_to_a_new_window(browser_factory, site_lms, tool_url):
+@pytest.mark.parametrize("answers", [False, "put"], ids=["at-login", "at-launch"])
+def test_unanswered_storage_falls_back_to_a_new_window(
+    browser_factory, site_lms, tool_url, answers
+):
     from selenium.webdriver.common.by import By
 
     site_lms.storage_target = "post_message_forwarding"
-    site_lms.storage_answers = False
+    site_lms.storage_answers = answers
     driver = open_blocked(browser_factory, site_lms, tool_url)
     wait_for_text(driver, "Open the media tool in a new window", seconds=15)
+    assert_accessible(driver)
     driver.find_element(By.LINK_TEXT, "Open the media tool in a new window").click()
     new_window = [h for h in driver.window_handles if h != driver.current_window_handle][0]
     driver.switch_to.window(new_window)

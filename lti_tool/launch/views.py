@@ -102,6 +102,8 @@ def _landing_in_place(url: str, login: dict):
     if notice := platform_storage.landing_notice(login):
         flash(notice, "storage")
     endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
+    # Rendered as its GET: the launch's own form fields are no answer to the page's forms.
+    request.method = "GET"
     response = current_app.make_response(current_app.view_functions[endpoint](**args))
     # No session kept: the browser blocks the tool's cookies here anyway, and a continuation
     # posted into another browser (login CSRF) must not leave it signed in for later.

@@ -57,7 +57,9 @@
       return;
     }
     var waiting = pending[data.message_id];
-    if (!waiting || data.subject !== waiting.subject + ".response") {
+    // Sakai and Brightspace may answer in the org.imsglobal.lti.* spelling.
+    var subject = String(data.subject || "").replace(/^org\.imsglobal\./, "");
+    if (!waiting || subject !== waiting.subject + ".response") {
       return;
     }
     delete pending[data.message_id];
