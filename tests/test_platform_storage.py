@@ -188,3 +188,11 @@ def test_a_page_asked_inside_the_frame_without_any_cookie_says_why(app):
     assert b"blocks the media tool&#39;s cookies inside the LMS page" in page.data
     plain = new_browser(app).get("/media/")
     assert b"Please open the media tool again from your course." in plain.data
+
+
+def test_a_launch_that_does_not_repeat_the_target_uses_the_logins(app, browser, lms):
+    _, state, nonce = storage_login(browser, lms, target="_parent")
+    token = lms.sign(lms.claims(nonce=nonce))
+    page = new_browser(app).post("/lti/launch", data={"id_token": token, "state": state})
+    assert attr(page, "data-platform-storage") == "get"
+    assert attr(page, "data-target") == "_parent"

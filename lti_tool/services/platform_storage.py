@@ -82,11 +82,16 @@ def login_page(*, target: str, auth_url: str, state: str, nonce: str,
     )
 
 
+def launch_target(form: Mapping[str, str], login: Mapping) -> str | None:
+    """The frame named by the launch POST, else by its login (a platform may not repeat it)."""
+    return storage_target(form) or storage_target(login.get("params") or {})
+
+
 def wants_read_back(form: Mapping[str, str], login: Mapping | None, has_state_cookie: bool) -> bool:
     """A launch POST to answer with the read-back page: a storage-mode login's, without the
     state cookie, not yet carrying a proof."""
     return bool(
-        login and login.get("storage") and storage_target(form) and form.get("state")
+        login and login.get("storage") and launch_target(form, login) and form.get("state")
         and not has_state_cookie and not form.get(PROOF_PARAM)
     )
 
@@ -99,13 +104,13 @@ def read_back_page(*, form: Mapping[str, str], login: Mapping, auth_url: str) ->
     cache.set(PROOF_KEY + proof, state, timeout=PROOF_TTL)
     return render_template(
         "launch/storage_launch.html",
-        target=storage_target(form),
+        target=launch_target(form, login),
         origin=origin_of(auth_url),
         entries=[(state_key(state), state), (nonce_key(login["nonce"]), login["nonce"])],
         fields={
             "id_token": form.get("id_token") or "",
             "state": state,
-            TARGET_PARAM: storage_target(form),
+            TARGET_PARAM: launch_target(form, login),
             PROOF_PARAM: proof,
         },
         new_window=new_window_url(login.get("params")),
