@@ -196,3 +196,14 @@ def test_a_launch_that_does_not_repeat_the_target_uses_the_logins(app, browser, 
     page = new_browser(app).post("/lti/launch", data={"id_token": token, "state": state})
     assert attr(page, "data-platform-storage") == "get"
     assert attr(page, "data-target") == "_parent"
+
+
+def test_only_the_latest_read_back_page_proof_counts(app, browser, lms, db):
+    _, state, nonce = storage_login(browser, lms)
+    elsewhere = new_browser(app)
+    _, first = read_back(elsewhere, lms, state, nonce)
+    _, second = read_back(elsewhere, lms, state, nonce)
+    stale = elsewhere.post("/lti/launch", data=fields(first) | {"lti_storage_state": state})
+    assert stale.status_code == 400
+    fresh = new_browser(app).post("/lti/launch", data=fields(second) | {"lti_storage_state": state})
+    assert fresh.status_code == 200 and b"Modern History" in fresh.data

@@ -101,7 +101,8 @@ def read_back_page(*, form: Mapping[str, str], login: Mapping, auth_url: str) ->
     posts the launch again with a one-time proof."""
     state = form["state"]
     proof = secrets.token_urlsafe(24)
-    cache.set(PROOF_KEY + proof, state, timeout=PROOF_TTL)
+    # One proof per login at a time (a page asked again replaces it): bounded by the logins.
+    cache.set(PROOF_KEY + state, proof, timeout=PROOF_TTL)
     return render_template(
         "launch/storage_launch.html",
         target=launch_target(form, login),
@@ -125,13 +126,13 @@ def proven(login: Mapping | None, state: str, proof: str | None, read: str | Non
     """
     if not (login and login.get("storage") and proof and read):
         return False
-    key = PROOF_KEY + proof
-    bound = cache.get(key)
-    if bound is None or not cache.delete(key):
+    key = PROOF_KEY + state
+    issued = cache.get(key)
+    if issued is None or not secrets.compare_digest(str(issued).encode(), proof.encode()):
         return False
-    state_bytes = state.encode()
-    return (secrets.compare_digest(str(bound).encode(), state_bytes)
-            and secrets.compare_digest(read.encode(), state_bytes))
+    if not cache.delete(key):  # another request used it first
+        return False
+    return secrets.compare_digest(read.encode(), state.encode())
 
 
 def landing_notice(login: Mapping | None) -> Markup | None:
