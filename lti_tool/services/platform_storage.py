@@ -9,7 +9,13 @@ origin of the platform's OIDC auth URL, and each answer must carry its request's
 The server side: the login record in the cache (oidc.LOGIN_KEY) is marked `storage` for such
 logins; the launch POST without the state cookie answers a page that reads the state back and
 re-posts the launch with a one-time proof (issued here, bound to the state) and the value read.
-Only a storage-mode login's launch is accepted that way, once.
+Only a storage-mode login's launch is accepted that way, once. The login still offers the state
+cookie: a browser that keeps it (Canvas sends the target to every browser) takes the cookie path.
+
+The server cannot see the LMS's storage: the proof shows the launch went through our read-back
+page, whose script checked the LMS's answer (origin, message_id, value). The landing page is then
+rendered in the launch response and no session is kept, so a continuation posted into another
+browser signs no one in there for later.
 """
 
 from __future__ import annotations
