@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort
+from flask import Flask, abort, request
 
 from . import admin, audit, cli, health, home, launch, media, security, sessions, templating, worker
 from .config import from_env, private_instance_files
 from .errors import register_error_handlers
 from .extensions import cache, csrf, db, login_manager, migrate
 from .registration import bp as registration_bp
+from .services import platform_storage
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -65,6 +66,8 @@ def register_extensions(app: Flask) -> None:
 
 
 def _unauthorized():
+    if platform_storage.cookieless_frame(request):
+        abort(401, description=platform_storage.COOKIELESS_FRAME)
     abort(401, description="Please open the media tool again from your course.")
 
 

@@ -66,6 +66,8 @@ class PlatformServer:
                     return self.html(server.platform.auth_response(parse_qs(query)))
                 if path == "/course":
                     return self.html(server.platform.course_page())
+                if path == "/post_message_forwarding":  # Canvas's storage frame
+                    return self.html(server.platform.storage_frame())
                 if path == "/launch-form":
                     return self.html(server.platform.login_form())
                 if path == "/mod/lti/return.php":  # launch_presentation.return_url
@@ -162,6 +164,11 @@ class TestPlatform:
         self.browser_message_type = "LtiResourceLinkRequest"  # what the web side launches
         self.returned: list[str] = []  # deep-linking answers posted back to the web side
         self.frame = ("900", "600")  # the course page's iframe: width and height attributes
+        # Platform Storage (browser tests): the lti_storage_target the web side sends
+        # ("post_message_forwarding" as Canvas, "_parent" as Sakai; None as Moodle), and whether
+        # its storage answers lti.put_data / lti.get_data at all ("put": put_data only).
+        self.storage_target: str | None = None
+        self.storage_answers: bool | str = True
 
     # keys
 
@@ -296,17 +303,46 @@ class TestPlatform:
     # pages a browser sees on the platform (browser tests)
 
     def course_page(self) -> str:
+        storage = ""
+        if self.storage_target == "post_message_forwarding":
+            storage = ('<iframe name="post_message_forwarding" src="/post_message_forwarding" '
+                       'title="storage" hidden></iframe>')
+        elif self.storage_target == "_parent":
+            storage = self.storage_script()
         return (
             "<!doctype html><title>Modern History</title>"
             "<style>body{margin:8px}iframe{border:1px solid #999;display:block}</style>"
-            "<h1>Course: Modern History</h1>"
+            f"<h1>Course: Modern History</h1>{storage}"
             f'<iframe id="tool" src="/launch-form" width="{self.frame[0]}" '
             f'height="{self.frame[1]}" allow="fullscreen"></iframe>'
         )
 
+    def storage_frame(self) -> str:
+        return f"<!doctype html><title>storage</title>{self.storage_script()}"
+
+    def storage_script(self) -> str:
+        """The platform's side of lti.put_data / lti.get_data (lti-pm-s), for the tool's origin
+        only; what it was asked is kept in `window.ltiStorageSeen` for the tests to read."""
+        tool_origin = json.dumps("{}://{}".format(*urlsplit(self.tool_url)[:2]))
+        answers = json.dumps(self.storage_answers)  # true, false or "put" (put_data only)
+        return (
+            "<script>(function(){var store={};window.ltiStorageSeen=[];"
+            "window.addEventListener('message',function(e){"
+            f"var d=e.data||{{}};if(e.origin!=={tool_origin})return;"
+            "if(d.subject!=='lti.put_data'&&d.subject!=='lti.get_data')return;"
+            "window.ltiStorageSeen.push(d.subject+' '+d.key);"
+            f"var a={answers};if(!a||(a==='put'&&d.subject!=='lti.put_data'))return;"
+            "var reply={subject:d.subject+'.response',message_id:d.message_id,key:d.key};"
+            "if(d.subject==='lti.put_data'){store[d.key]=d.value;reply.value=d.value;}"
+            "else if(d.key in store){reply.value=store[d.key];}"
+            "else{reply.error={code:'bad_request',message:'no such key'};}"
+            "e.source.postMessage(reply,e.origin);});})();</script>"
+        )
+
     def login_form(self) -> str:
         """Moodle's auto-submitted third-party login, inside the iframe."""
-        return self._autosubmit(f"{self.tool_url}/lti/login", self.login_params())
+        extra = {"lti_storage_target": self.storage_target} if self.storage_target else {}
+        return self._autosubmit(f"{self.tool_url}/lti/login", self.login_params(**extra))
 
     def auth_response(self, query: dict[str, list[str]]) -> str:
         """Moodle's auth.php: an auto-submitted id_token for the signed-in user."""
@@ -315,7 +351,10 @@ class TestPlatform:
         token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"],
                                       roles=self.browser_roles,
                                       message_type=self.browser_message_type))
-        return self._autosubmit(param["redirect_uri"], {"id_token": token, "state": param["state"]})
+        fields = {"id_token": token, "state": param["state"]}
+        if self.storage_target:
+            fields["lti_storage_target"] = self.storage_target
+        return self._autosubmit(param["redirect_uri"], fields)
 
     @staticmethod
     def _autosubmit(action: str, fields: dict[str, str]) -> str:

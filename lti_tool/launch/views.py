@@ -14,9 +14,10 @@ from flask import (
 from flask_login import login_user
 
 from ..errors import LaunchError
-from ..extensions import db
+from ..extensions import cache, db
+from ..models import LTIPlatform
 from ..security import allow_framing_by
-from ..services import doctor, inbox, keys, launches, oidc, platforms
+from ..services import doctor, inbox, keys, launches, oidc, platform_storage, platforms
 from ..services.claims import LAUNCH_PRESENTATION
 from ..services.provisioning import launch_roles
 from ..services.tool_conf import lti_context
@@ -25,7 +26,7 @@ bp = Blueprint("launch", __name__, url_prefix="/lti")
 
 PENDING_PICKERS = 10  # deep-linking launches of one user whose pickers stay open at once
 LOGIN_PARAMS = ("iss", "login_hint", "target_link_uri", "lti_message_hint", "client_id",
-                "lti_deployment_id")
+                "lti_deployment_id", platform_storage.TARGET_PARAM)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -47,6 +48,9 @@ def login():
 @bp.post("/launch")
 def launch():
     """Validate the id_token, provision, sign the user in afresh and send them on."""
+    if (page := _storage_read_back()) is not None:
+        return page
+    storage_login = _storage_login_record()  # read before the launch consumes it
     try:
         result = launches.run_launch(lti_context(), request.remote_addr)
     except LaunchError as error:
@@ -64,7 +68,47 @@ def launch():
     if result.provisioned.category:  # where `/` and "Back to the course's media" lead
         session["course_id"] = result.provisioned.category.id
     allow_framing_by(*session["frame_origins"])
+    if storage_login is not None:
+        return _landing_in_place(_destination(result), storage_login)
     return redirect(_destination(result), 303)
+
+
+def _storage_read_back():
+    """A Platform Storage launch without the state cookie: the page reading the state back from
+    the LMS's frame, which then posts the launch again with its proof. None otherwise."""
+    state = request.form.get("state") or ""
+    login = cache.get(oidc.LOGIN_KEY + state) if state else None
+    has_cookie = bool(state) and lti_context().cookies.get_cookie(state) == state
+    if not platform_storage.wants_read_back(request.form, login, has_cookie):
+        return None
+    platform = db.session.get(LTIPlatform, login["platform_id"])
+    if platform is None:
+        return None
+    allow_framing_by(*platforms.frame_origins(platform))
+    return platform_storage.read_back_page(form=request.form, login=login,
+                                           auth_url=platform.auth_login_url)
+
+
+def _storage_login_record() -> dict | None:
+    """The login record of a Platform Storage continuation (it carries the proof)."""
+    if not request.form.get(platform_storage.PROOF_PARAM):
+        return None
+    return cache.get(oidc.LOGIN_KEY + (request.form.get("state") or "")) or None
+
+
+def _landing_in_place(url: str, login: dict):
+    """The landing page in the launch's own response: after a Platform Storage launch the
+    browser may keep none of the tool's cookies, so a redirect would find no session."""
+    if notice := platform_storage.landing_notice(login):
+        flash(notice, "storage")
+    endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
+    # Rendered as its GET: the launch's own form fields are no answer to the page's forms.
+    request.method = "GET"
+    response = current_app.make_response(current_app.view_functions[endpoint](**args))
+    # No session kept: the browser blocks the tool's cookies here anyway, and a continuation
+    # posted into another browser (login CSRF) must not leave it signed in for later.
+    session.clear()
+    return response
 
 
 def _destination(result: launches.LaunchResult) -> str:

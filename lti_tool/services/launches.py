@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from flask import after_this_request, has_request_context
+from flask import after_this_request, g, has_request_context
 from pylti1p3.contrib.flask import FlaskMessageLaunch
 from pylti1p3.exception import LtiException
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from ..errors import LaunchError
 from ..extensions import cache, db
 from ..models import Job, LaunchType, LTILaunchLog, LTIPlatform
 from . import claims as c
-from . import jobs, jwks, nrps_jobs
+from . import jobs, jwks, nrps_jobs, platform_storage
 from .claims import sanitize
 from .oidc import LOGIN_KEY
 from .provisioning import Provisioned, provision_launch
@@ -31,6 +31,7 @@ LEEWAY = 60  # seconds; Moodle's id_tokens live 60 s, clocks drift, browsers tak
 USED_NONCE_TTL = 3600
 USED_NONCE_KEY = "lti-used-nonce:"
 DOCTOR_DETAILS = "launch_doctor"
+STORAGE_SESSION_ID = "lti_storage_session_id"  # g: the launch data's session without cookies
 
 _parsed_keys: dict[tuple[str, str], Any] = {}
 
@@ -76,6 +77,15 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             self._validated = False
             raise self._annotate(e) from None
         return self
+
+    def set_launch_data_storage(self, data_storage) -> ToolMessageLaunch:
+        """A Platform Storage launch has no session-id cookie: its login kept the id."""
+        if g.get(STORAGE_SESSION_ID):
+            data_storage.set_request(self._request)
+            data_storage.set_session_id(g.get(STORAGE_SESSION_ID))
+            self._session_service.set_data_storage(data_storage)
+            return self
+        return super().set_launch_data_storage(data_storage)
 
     def save_launch_data(self) -> ToolMessageLaunch:
         """Keep what the picker reads later, for deep-linking launches only.
@@ -155,6 +165,20 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         if not state:
             raise LaunchError("state_missing", "The launch has no state.", detail="no state posted")
         cookie = self._cookie_service.get_cookie(state)
+        if cookie != state and (self._login or {}).get("storage"):
+            # Platform Storage: accepted without the cookie only with the state its page read
+            # back from the LMS (and the one-time proof that page was given).
+            if platform_storage.proven(
+                self._login, state, self._get_request_param(platform_storage.PROOF_PARAM),
+                self._get_request_param(platform_storage.STATE_READ_PARAM),
+            ):
+                g.setdefault(STORAGE_SESSION_ID, self._login.get("session_id"))
+                return self
+            raise LaunchError(
+                "state_missing",
+                "The LMS's storage did not give back this login's state.",
+                detail="the state was not confirmed by the LMS's storage",
+            )
         if cookie != state:
             if any(name.startswith("lti1p3-state-") for name in self._ctx.cookie_names):
                 raise LaunchError(

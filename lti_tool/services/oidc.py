@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
+from flask import make_response
 from pylti1p3.contrib.flask import FlaskOIDCLogin
 from pylti1p3.cookies_allowed_check import CookiesAllowedCheckPage
 from pylti1p3.exception import LtiException, OIDCException
@@ -13,6 +14,7 @@ from ..errors import LaunchError
 from ..extensions import cache
 from ..models import LTIPlatform
 from ..security import csp_nonce
+from . import platform_storage
 from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
@@ -56,7 +58,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
     in the browser (by PyLTI1p3), so the launch must come back to the same browser.
     """
 
-    def __init__(self, ctx: LTIContext, platform: LTIPlatform, params: dict[str, str]):
+    def __init__(self, ctx: LTIContext, platform: LTIPlatform, params: dict[str, str],
+                 storage: bool = False):
         super().__init__(
             ctx.request,
             ctx.tool_conf,
@@ -67,6 +70,8 @@ class ToolOIDCLogin(FlaskOIDCLogin):
         self._platform = platform
         # Kept with the login's state for "Try again"; oversized values are not worth caching.
         self._params = params if all(len(v) <= MAX_KEPT_PARAM for v in params.values()) else None
+        # Platform Storage: state and nonce kept by the LMS's page, not in a cookie.
+        self._storage = storage
 
     def _get_uuid(self) -> str:
         return secrets.token_urlsafe(24)
@@ -95,7 +100,10 @@ class ToolOIDCLogin(FlaskOIDCLogin):
         cache.set(
             LOGIN_KEY + state,
             # The login's parameters let a refused launch offer "Try again" (a new login).
-            {"nonce": nonce, "platform_id": self._platform.id, "params": self._params},
+            {"nonce": nonce, "platform_id": self._platform.id, "params": self._params,
+             "storage": self._storage,
+             # Without cookies the launch data's session id comes back from here.
+             "session_id": self._launch_data_storage.get_session_id() if self._storage else None},
             timeout=LOGIN_TTL,
         )
         return url
@@ -132,6 +140,9 @@ def _start_login(ctx: LTIContext, params: dict[str, str], launch_url: str):
         error.platform = platform
         raise error
     ctx.tool_conf.remember(platform)
+    target = platform_storage.storage_target(params)
+    if target:
+        return _storage_login(ctx, platform, params, target, launch_url), platform
     login = ToolOIDCLogin(ctx, platform, params)
     login.enable_check_cookies(
         main_msg="Your browser blocks the cookies the media tool needs inside this page.",
@@ -144,3 +155,25 @@ def _start_login(ctx: LTIContext, params: dict[str, str], launch_url: str):
         error = LaunchError("unknown_platform", str(e))
         error.platform = platform
         raise error from None
+
+
+def _storage_login(ctx: LTIContext, platform: LTIPlatform, params: dict[str, str], target: str,
+                   launch_url: str):
+    """The Platform Storage login: a page keeping state and nonce in the LMS's frame `target`,
+    then going to the platform's auth URL. The state cookie is offered, not needed."""
+    login = ToolOIDCLogin(ctx, platform, params, storage=True)
+    try:
+        auth_url = login._prepare_redirect_url(launch_url)
+    except (LtiException, OIDCException) as e:
+        error = LaunchError("unknown_platform", str(e))
+        error.platform = platform
+        raise error from None
+    query = parse_qs(urlsplit(auth_url).query)
+    response = make_response(platform_storage.login_page(
+        target=target, auth_url=auth_url, state=query["state"][0], nonce=query["nonce"][0],
+        params=params,
+    ))
+    # The state cookie too: where the browser keeps it, the launch takes the cookie path and
+    # its session; only where it is blocked does the launch read the state back.
+    ctx.cookies.update_response(response)
+    return response

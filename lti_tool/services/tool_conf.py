@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import g
 from flask import request as flask_request
 from pylti1p3.contrib.flask import (
     FlaskCacheDataStorage,
@@ -200,7 +201,8 @@ def load_launch_data(ctx: LTIContext, launch_id: str) -> dict | None:
     storage.set_request(ctx.request)
     cookie_name = storage.get_session_cookie_name()
     if cookie_name:
-        session_id = ctx.cookies.get_cookie(cookie_name)
+        # A Platform Storage launch rendering its landing page in place has no cookie.
+        session_id = ctx.cookies.get_cookie(cookie_name) or g.get("lti_storage_session_id")
         if not session_id:
             return None
         storage.set_session_id(session_id)

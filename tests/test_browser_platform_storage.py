@@ -1,0 +1,123 @@
+"""Platform Storage in a real Chromium that blocks all of the tool's cookies in the LMS frame:
+the LMS (as Canvas, with its `post_message_forwarding` frame, or as Sakai, `_parent`) keeps the
+login's state and nonce, and the launch lands on the course's media or the picker."""
+
+import pytest
+
+from .journeys import assert_accessible
+from .lms import INSTRUCTOR
+from .test_browser import (  # noqa: F401  (fixtures)
+    CHROMEDRIVER,
+    CHROMIUM,
+    assert_no_policy_violations,
+    browser_factory,
+    site_lms,
+    tool_url,
+    wait_for_text,
+)
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium not installed")
+
+
+def open_blocked(browser_factory, site_lms, tool_url):
+    from selenium.webdriver.common.by import By
+
+    driver = browser_factory(block_cookies_of=(tool_url, site_lms.issuer))
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    return driver
+
+
+def storage_seen(driver, site_lms) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    driver.switch_to.default_content()
+    if site_lms.storage_target == "post_message_forwarding":
+        driver.switch_to.frame(driver.find_element(By.NAME, "post_message_forwarding"))
+    seen = driver.execute_script("return window.ltiStorageSeen")
+    driver.switch_to.default_content()
+    return seen
+
+
+@pytest.mark.parametrize("target", ["post_message_forwarding", "_parent"])
+def test_a_student_lands_on_the_course_media_with_cookies_blocked(
+    browser_factory, site_lms, tool_url, target
+):
+    site_lms.storage_target = target
+    driver = open_blocked(browser_factory, site_lms, tool_url)
+    text = wait_for_text(driver, "No media in this course yet.")
+    assert "Modern History" in text
+    assert driver.get_cookies() == [], "the tool kept no cookie at all"
+    assert_no_policy_violations(driver)
+    seen = storage_seen(driver, site_lms)
+    assert [s.split(" ")[0] for s in seen] == ["lti.put_data"] * 2 + ["lti.get_data"] * 2
+    assert seen[0].startswith("lti.put_data state_") and seen[1].startswith("lti.put_data nonce_")
+
+
+def test_pages_after_the_first_show_the_way_to_a_new_window(browser_factory, site_lms, tool_url):
+    from selenium.webdriver.common.by import By
+
+    site_lms.storage_target = "post_message_forwarding"
+    driver = open_blocked(browser_factory, site_lms, tool_url)
+    wait_for_text(driver, "Open the media tool in a new window")
+    assert_accessible(driver)  # the landing page with its notice
+    course = driver.current_window_handle
+    driver.find_element(By.LINK_TEXT, "Open the media tool in a new window").click()
+    driver.switch_to.window([h for h in driver.window_handles if h != course][0])
+    wait_for_text(driver, "No media in this course yet.")
+    driver.get(f"{tool_url}/media/")  # the session works in a window of its own
+    wait_for_text(driver, "My media")
+    assert_no_policy_violations(driver)
+    driver.switch_to.window(course)
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    driver.execute_script("location.href = '/media/'")  # a page needing the session
+    wait_for_text(driver, "blocks the media tool's cookies inside the LMS page")
+
+
+def test_a_teacher_lands_on_the_picker_with_cookies_blocked(browser_factory, site_lms, tool_url):
+    from selenium.webdriver.common.by import By
+
+    site_lms.storage_target = "post_message_forwarding"
+    site_lms.browser_roles = [INSTRUCTOR]
+    site_lms.browser_message_type = "LtiDeepLinkingRequest"
+    driver = open_blocked(browser_factory, site_lms, tool_url)
+    wait_for_text(driver, "Cancel")
+    assert driver.find_elements(By.CSS_SELECTOR, "button[value=cancel]")
+    assert_no_policy_violations(driver)
+
+
+@pytest.mark.parametrize("answers", [False, "put"], ids=["at-login", "at-launch"])
+def test_unanswered_storage_falls_back_to_a_new_window(
+    browser_factory, site_lms, tool_url, answers
+):
+    from selenium.webdriver.common.by import By
+
+    site_lms.storage_target = "post_message_forwarding"
+    site_lms.storage_answers = answers
+    driver = open_blocked(browser_factory, site_lms, tool_url)
+    wait_for_text(driver, "Open the media tool in a new window", seconds=15)
+    assert_accessible(driver)
+    driver.find_element(By.LINK_TEXT, "Open the media tool in a new window").click()
+    new_window = [h for h in driver.window_handles if h != driver.current_window_handle][0]
+    driver.switch_to.window(new_window)
+    wait_for_text(driver, "Modern History")
+    assert_no_policy_violations(driver)
+
+
+def test_where_cookies_work_the_storage_login_keeps_the_session(
+    browser_factory, site_lms, tool_url
+):
+    """Canvas sends lti_storage_target to every browser: one that keeps the tool's cookies takes
+    the cookie path, with its session for the pages after the first."""
+    from selenium.webdriver.common.by import By
+
+    site_lms.storage_target = "post_message_forwarding"
+    driver = browser_factory()
+    driver.get(f"{site_lms.issuer}/course")
+    driver.switch_to.frame(driver.find_element(By.ID, "tool"))
+    text = wait_for_text(driver, "No media in this course yet.")
+    assert "Open the media tool in a new window" not in text
+    driver.execute_script("location.href = '/media/'")
+    wait_for_text(driver, "My media")
+    assert_no_policy_violations(driver)
+    assert [s.split(" ")[0] for s in storage_seen(driver, site_lms)] == ["lti.put_data"] * 2
