@@ -209,22 +209,12 @@ def suggested_platform(entry: PlatformInboxEntry) -> dict[str, Any]:
     family = product_family(entry)
     host = urlsplit(entry.issuer).netloc or entry.issuer
     return {
-        "name": _free_name(f"{FAMILIES.get(family or '', 'LMS')} {host}"[:240]),
+        "name": platforms.free_name(f"{FAMILIES.get(family or '', 'LMS')} {host}"[:240]),
         "platform_id": entry.issuer,
         "client_id": entry.client_id,
         "deployment_ids": [entry.deployment_id] if entry.deployment_id else [],
         **guessed_urls(entry.issuer, family),
     }
-
-
-def _free_name(base: str) -> str:
-    taken = set(db.session.scalars(
-        select(LTIPlatform.name).where(LTIPlatform.name.startswith(base, autoescape=True))))
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base} ({n})"
-    return name
 
 
 # What an admin does with an entry (each flushed; the caller commits)

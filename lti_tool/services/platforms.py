@@ -251,3 +251,14 @@ def remove_platform(platform: LTIPlatform) -> dict[str, int]:
     db.session.flush()
     log.info("Removed platform %r (issuer %s)", platform.name, platform.platform_id)
     return counts
+
+
+def free_name(base: str) -> str:
+    """`base`, or `base (2)`, `base (3)`…: the first name no platform has yet."""
+    taken = set(db.session.scalars(
+        select(LTIPlatform.name).where(LTIPlatform.name.startswith(base, autoescape=True))))
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base} ({n})"
+    return name

@@ -343,14 +343,8 @@ def product_name(family: str | None) -> str:
 
 def _free_name(family: str | None, issuer: str) -> str:
     parts = urlsplit(issuer)
-    base = f"{product_name(family)} {parts.netloc}{parts.path.rstrip('/')}"[:240]
-    taken = set(db.session.scalars(
-        select(LTIPlatform.name).where(LTIPlatform.name.startswith(base, autoescape=True))))
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base} ({n})"
-    return name
+    base = f"{product_name(family)} {parts.netloc}{parts.path.rstrip('/')}"
+    return platforms.free_name(base[:240])
 
 
 def _fetch(url: str, token: str | None, allow_loopback: bool, what: str, body=None) -> Any:
