@@ -16,7 +16,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 WORKERS ?= 2
 
-.PHONY: run worker test lint install clean browser ffmpeg
+.PHONY: run worker test lint install clean browser ffmpeg hosts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,18 @@ browser:
 	  fi; \
 	fi
 
+# The multi-host test (tests/test_hosts.py) puts two app hosts in network namespaces behind
+# Debian's nginx with a test certificate; installed here when missing (needs root, as in CI).
+hosts:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v ip >/dev/null \
+	    || ! command -v openssl >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx iproute2 openssl; \
+	  else \
+	    echo "nginx, iproute2 or openssl missing: the multi-host test will be skipped"; \
+	  fi; \
+	fi
+
 # The accessibility scans of the browser tests run axe-core, pinned in package-lock.json.
 node_modules/axe-core/axe.min.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -72,7 +84,7 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.test-installed browser ffmpeg node_modules/axe-core/axe.min.js
+test: $(VENV)/.test-installed browser ffmpeg hosts node_modules/axe-core/axe.min.js
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
