@@ -80,6 +80,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         config |= {
             "CACHE_TYPE": "lti_tool.cache_backends.AtomicRedisCache",
             "CACHE_REDIS_URL": redis_url,
+            # A Redis that hangs must not hold the workers: seconds per attempt, one retry.
+            "CACHE_OPTIONS": _redis_options(_int(env, "REDIS_TIMEOUT", 2) or 2),
         }
     else:
         config |= {
@@ -144,6 +146,14 @@ def _location(env, name: str) -> str | None:
         raise ConfigError(f"{name} must be a URL path starting and ending with /, "
                           f"such as /internal-media/, not {value!r}")
     return value
+
+
+def _redis_options(seconds: int) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_connect_timeout": seconds, "socket_timeout": seconds,
+            "retry": Retry(NoBackoff(), 1)}
 
 
 def _flag(env, name: str, default: bool) -> bool:
