@@ -172,7 +172,6 @@ def _unexpected_error(error: Exception):
     return _http_error(InternalServerError())
 
 
-
 def _cache_unavailable(error: Exception):
     """The shared cache (Redis) did not answer: 503, "temporarily unavailable", nothing written.
 
@@ -214,7 +213,7 @@ def _launch_platform():
         return None
     try:
         return find_platform(issuer, client)
-    except Exception:  # unknown, inactive, or the lookup failing too: the page is not framed
+    except Exception:  # unknown, inactive, or the lookup failing too: framed as refusals are
         db.session.rollback()
         return None
 
