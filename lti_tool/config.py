@@ -1,6 +1,7 @@
 """Settings read once from the environment, with defaults placed in the instance folder."""
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
@@ -38,6 +39,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database.startswith("sqlite")},
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
+        # nginx's `internal` location aliasing MEDIA_ROOT: it sends the media files (README).
+        "MEDIA_ACCEL_REDIRECT": _location(env, "MEDIA_ACCEL_REDIRECT"),
         "MAX_UPLOAD_BYTES": _int(env, "MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         **public_address(env.get("PUBLIC_BASE_URL", ""), env.get("TRUSTED_HOSTS", "")),
@@ -77,6 +80,8 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
         config |= {
             "CACHE_TYPE": "lti_tool.cache_backends.AtomicRedisCache",
             "CACHE_REDIS_URL": redis_url,
+            # A Redis that hangs must not hold the workers: seconds per attempt, one retry.
+            "CACHE_OPTIONS": _redis_options(_int(env, "REDIS_TIMEOUT", 2) or 2),
         }
     else:
         config |= {
@@ -133,6 +138,22 @@ def database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def _location(env, name: str) -> str | None:
+    value = env.get(name) or None
+    if value is not None and not re.fullmatch(r"/([\w~-][\w.~-]*/)+", value):
+        raise ConfigError(f"{name} must be a URL path starting and ending with /, "
+                          f"such as /internal-media/, not {value!r}")
+    return value
+
+
+def _redis_options(seconds: int) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_connect_timeout": seconds, "socket_timeout": seconds,
+            "retry": Retry(NoBackoff(), 1)}
 
 
 def _flag(env, name: str, default: bool) -> bool:

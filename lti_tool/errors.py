@@ -2,10 +2,20 @@
 
 import logging
 
+import jwt
 from flask import Flask, current_app, g, make_response, render_template, request, session, url_for
 from flask.globals import request_ctx
 from flask_login import current_user
-from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+)
+
+from .extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,8 @@ def human_size(n: int) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(RedisConnectionError, _cache_unavailable)
+    app.register_error_handler(RedisTimeoutError, _cache_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
 
@@ -78,8 +90,9 @@ PAGES = {
           "The media tool hit a problem. Try again; if it keeps happening, tell your "
           "administrator."),
     502: ("The media tool is not available right now", "Try again in a minute."),
-    503: ("The media tool is not available right now", "Try again in a minute."),
+    503: ("The media tool is temporarily unavailable", "Try again in a minute."),
 }
+RETRY_AFTER = 60  # seconds: "Try again in a minute"
 IN_LMS_BLUEPRINTS = frozenset({"media", "launch", "home"})
 STAFF_BLUEPRINTS = frozenset({"admin", "audit"})
 
@@ -157,3 +170,58 @@ def _too_large(error: RequestEntityTooLarge):
 def _unexpected_error(error: Exception):
     log.exception("Unhandled error")
     return _http_error(InternalServerError())
+
+
+def _cache_unavailable(error: Exception):
+    """The shared cache (Redis) did not answer: 503, "temporarily unavailable", nothing written.
+
+    A login or a launch also gets its page framed by its platform, no session, and (where the
+    platform is known) a failed-launch log entry. Nothing is remembered: the next request asks
+    Redis again, so launches resume as soon as it is back.
+    """
+    from .security import allow_framing_by
+    from .services import claims, launches, platforms
+
+    db.session.rollback()  # nothing half-written
+    log.warning("The shared cache (Redis) did not answer %s %s: %s: %s", request.method,
+                request.path, type(error).__name__, " ".join(str(error).split())[:200])
+    if request.blueprint == "launch":
+        session.clear()
+        platform = _launch_platform()
+        allow_framing_by(*platforms.frame_origins(platform))
+        if platform is not None and request.endpoint in ("launch.login", "launch.launch"):
+            failure = LaunchError("tool_unavailable", "The shared cache (Redis) did not answer: "
+                                  f"{type(error).__name__}.")
+            failure.platform = platform
+            failure.claims = _unverified_claims()
+            message_type = failure.claims.get(claims.MESSAGE_TYPE)
+            failure.deep_linking = message_type == claims.DEEP_LINKING_REQUEST
+            launches.log_failure(failure, request.remote_addr)
+    return _http_error(ServiceUnavailable(retry_after=RETRY_AFTER))
+
+
+def _launch_platform():
+    """The platform a login (its iss and client_id) or a launch (its unverified id_token) names,
+    if registered: only to frame the error page and file the failure under it."""
+    from .services.claims import client_id
+    from .services.tool_conf import find_platform
+
+    claims = _unverified_claims()
+    issuer = claims.get("iss") or request.values.get("iss")
+    client = client_id(claims) if claims else request.values.get("client_id")
+    if not isinstance(issuer, str) or not isinstance(client, str | None):
+        return None
+    try:
+        return find_platform(issuer, client)
+    except Exception:  # unknown, inactive, or the lookup failing too: framed as refusals are
+        db.session.rollback()
+        return None
+
+
+def _unverified_claims() -> dict:
+    token = request.form.get("id_token") or ""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False}) if token else {}
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}

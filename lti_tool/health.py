@@ -14,7 +14,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 while the database answers, 503 otherwise; the shared cache is reported too."""
+    """200 while the database answers, 503 otherwise; the shared cache is reported too.
+
+    Redis down is "degraded" with 200, not 503: every host shares the one Redis, so a 503 would
+    take them all out of the load balancer, while signed-in viewers (cookie sessions, access
+    checked in the database) still play their media; logins and launches answer their own 503.
+    A Redis that hangs costs this check at most two attempts of REDIS_TIMEOUT seconds.
+    """
     body = {"status": "ok", "database": "ok", "cache": _cache_status()}
     status = 200
     try:

@@ -1,8 +1,14 @@
 """Playing an item: its served files (video, HLS, poster, captions...), status and retry."""
 
+import logging
+import mimetypes
+import os
+import unicodedata
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import (
+    Response,
     abort,
     current_app,
     flash,
@@ -13,12 +19,15 @@ from flask import (
     url_for,
 )
 from flask_login import login_required
+from werkzeug.datastructures import Headers
 from werkzeug.security import safe_join
 
 from ..extensions import db
 from ..models import Media, MediaStatus
 from ..services import jobs, media, processing
 from .views import bp, manageable_media, player_context, status_report, viewable_media
+
+log = logging.getLogger(__name__)
 
 # Served user files may be anything a browser renders (a PDF with scripts): never with the
 # tool's origin. Set here, the page policy (security.py, setdefault) leaves it alone.
@@ -31,20 +40,65 @@ HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segmen
 def _send_user_file(path: Path, mimetype: str | None = None, max_age: int = 3600,
                     download_name: str | None = None):
     """A stored file, with Range support, for this viewer only, never run as a page; with
-    `download_name`, as a download of that name."""
+    `download_name`, as a download of that name.
+
+    With MEDIA_ACCEL_REDIRECT set, the access check is all the worker does: its empty answer
+    names the file in X-Accel-Redirect and nginx sends the bytes (Range included).
+    """
     if not path.is_file():
         abort(404, description="The file of this media item is missing.")
-    response = send_file(path, mimetype=mimetype, conditional=True, etag=True,
-                         download_name=download_name or path.name,
-                         as_attachment=download_name is not None)
-    if download_name is None:
-        response.headers["Content-Disposition"] = "inline"
+    prefix = current_app.config.get("MEDIA_ACCEL_REDIRECT")
+    uri = _accel_uri(prefix, current_app.config["MEDIA_ROOT"], path) if prefix else None
+    if uri is not None:
+        response = Response(mimetype=mimetype or _guess_type(path))
+        response.headers["X-Accel-Redirect"] = uri
+        response.headers["Content-Disposition"] = _disposition(download_name)
+    else:
+        response = send_file(path, mimetype=mimetype, conditional=True, etag=True,
+                             download_name=download_name or path.name,
+                             as_attachment=download_name is not None)
+        if download_name is None:
+            response.headers["Content-Disposition"] = "inline"
+    # nginx drops this header on X-Accel-Redirect: its internal location adds it (README).
     response.headers["Content-Security-Policy"] = USER_FILE_POLICY
     # Access depends on who asks: browsers may keep it, shared caches may not.
     response.cache_control.private = True
     response.cache_control.public = False
     response.cache_control.max_age = max_age
     return response
+
+
+def _accel_uri(prefix: str, root: str, path: Path) -> str | None:
+    """`path` under the nginx location `prefix` that aliases MEDIA_ROOT, URL-quoted; None for a
+    file outside MEDIA_ROOT (it is streamed instead: nginx is never sent elsewhere)."""
+    for base, file in ((os.path.normpath(root), os.path.normpath(path)),
+                       (os.path.realpath(root), os.path.realpath(path))):
+        if file.startswith(base.rstrip(os.sep) + os.sep):
+            return prefix + quote(file[len(base.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
+    log.warning("A media file lies outside MEDIA_ROOT; streamed by the worker: %s", path)
+    return None
+
+
+def _guess_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _disposition(download_name: str | None) -> str:
+    """Content-Disposition as send_file words it: inline, or an attachment with its name (an
+    ASCII fallback and the UTF-8 name, RFC 6266)."""
+    if download_name is None:
+        return "inline"
+    try:
+        download_name.encode("ascii")
+    except UnicodeEncodeError:
+        simple = unicodedata.normalize("NFKD", download_name).encode("ascii", "ignore").decode()
+        names = {"filename": simple, "filename*": "UTF-8''" + quote(download_name,
+                                                                      safe="!#$&+-.^_`|~")}
+    else:
+        names = {"filename": download_name}
+    headers = Headers()
+    headers.set("Content-Disposition", "attachment", **names)
+    return headers["Content-Disposition"]
 
 
 @bp.get("/<int:id>/player")
