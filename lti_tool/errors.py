@@ -191,7 +191,7 @@ def _cache_unavailable(error: Exception):
         allow_framing_by(*platforms.frame_origins(platform))
         if platform is not None and request.endpoint in ("launch.login", "launch.launch"):
             failure = LaunchError("tool_unavailable", "The shared cache (Redis) did not answer: "
-                                  f"{type(error).__name__}.")
+                                  f"{type(error).__name__}.", detail=f"{type(error).__name__}.")
             failure.platform = platform
             failure.claims = _unverified_claims()
             message_type = failure.claims.get(claims.MESSAGE_TYPE)

@@ -200,6 +200,14 @@ CATEGORIES: dict[str, Diagnosis] = {
         "`flask --app wsgi keys rotate` (the LMS then reads the new key from /lti/jwks), and "
         "check that SECRET_KEY is the same on every host.",
     ),
+    # Written by the Redis-down handler (errors.py): the shared cache did not answer.
+    "tool_unavailable": Diagnosis(
+        503, "The media tool is temporarily unavailable",
+        "The media tool is temporarily unavailable. Try again in a minute.",
+        "The tool's shared cache (Redis, REDIS_URL) did not answer: {detail} Check that Redis "
+        "is running and reachable from every web host; launches resume on their own when it "
+        "answers again.",
+    ),
 }
 
 
