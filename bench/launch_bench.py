@@ -215,6 +215,9 @@ class BenchPlatform:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: every answer has a Content-Length
+            # Headers and body are two writes: without TCP_NODELAY the body waits for the
+            # client's delayed ACK (40 ms) on a kept-alive connection.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
