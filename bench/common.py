@@ -176,3 +176,27 @@ def delete_redis_keys(redis_url: str, prefix: str) -> int:
         return len(keys)
     finally:
         client.close()
+
+
+class PostgresCpu:
+    """CPU seconds used so far by the PostgreSQL backends connected to one database of a server
+    on this machine (from /proc; run as root or as the postgres user). A backend that exits is
+    no longer counted, so measure a span during which the app keeps its pool."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        import psycopg
+
+        self.database = database
+        self.conn = psycopg.connect(admin_url, autocommit=True, connect_timeout=10)
+
+    def __call__(self) -> float:
+        pids = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                 (self.database,)).fetchall()
+        total = 0.0
+        for (pid,) in pids:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += process_cpu_seconds(pid)
+        return total
+
+    def close(self) -> None:
+        self.conn.close()

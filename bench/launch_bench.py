@@ -34,10 +34,13 @@ The run:
 7. counts, in-process, the SQL statements of the tool's login, launch POST and landing page for
    a new and for a returning student;
 8. prints per server and phase: launches/s, latency percentiles, errors, mean time of each
-   step, CPU ms per round trip of the server (gunicorn master + workers, from /proc; not the
-   database nor Redis), of the platform and of the client, and the client's CPU share (cores
-   = its CPU seconds / wall seconds); then the tool/baseline ratios, a GOALS block (PASS or
-   FAIL for each goal of the launch path), the SQL counts and a summary of the gunicorn logs.
+   step, CPU ms per round trip of the server (gunicorn master + workers, from /proc), of the
+   PostgreSQL backends of the bench database (with --database-url; the baseline uses none;
+   Redis, a server shared with others, is not counted), of the platform and of the client,
+   and the client's CPU share (cores = its CPU seconds / wall seconds); then the
+   tool/baseline ratios of launches/s and of server CPU per round trip, a GOALS block (PASS
+   or FAIL for each goal of the launch path, with the measured value), the SQL counts and a
+   summary of the gunicorn logs.
    Every process, temporary file, database and Redis key it made is then removed.
 
 The client is lean on purpose: one raw http.client connection per client thread and server,
@@ -91,6 +94,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    PostgresCpu,
     delete_redis_keys,
     fresh_database,
     git_revision,
@@ -559,6 +563,7 @@ class LoadResult:
     step_seconds: list[float] = field(default_factory=lambda: [0.0] * len(STEPS))
     server_cpu: float = 0.0  # CPU seconds of gunicorn and its workers
     platform_cpu: float = 0.0  # CPU seconds of the test platform's process
+    database_cpu: float = 0.0  # CPU seconds of the PostgreSQL backends of the bench database
     client_cpu: float = 0.0  # CPU seconds of this process: the client threads
     reconnects: int = 0
     connects: int = 0
@@ -594,7 +599,8 @@ class LoadResult:
 
 
 def run_round(result: LoadResult, server: Server, platform: PlatformProcess,
-              users: list[str], concurrency: int, deadline: float) -> None:
+              users: list[str], concurrency: int, deadline: float,
+              database_cpu: Callable[[], float] = lambda: 0.0) -> None:
     """Round trips for each of `users` (in order) from `concurrency` client threads; adds the
     figures, including the CPU used meanwhile, to `result`."""
     tool, auth = server.origin, Origin(platform.base)
@@ -634,6 +640,7 @@ def run_round(result: LoadResult, server: Server, platform: PlatformProcess,
 
     threads = [threading.Thread(target=client, args=(b,), daemon=True) for b in browsers]
     server_cpu, platform_cpu = tree_cpu_seconds(server.pid), platform.cpu_seconds()
+    db_cpu = database_cpu()
     client_cpu, start = time.process_time(), time.perf_counter()
     for thread in threads:
         thread.start()
@@ -643,6 +650,7 @@ def run_round(result: LoadResult, server: Server, platform: PlatformProcess,
     result.client_cpu += time.process_time() - client_cpu
     result.server_cpu += tree_cpu_seconds(server.pid) - server_cpu
     result.platform_cpu += platform.cpu_seconds() - platform_cpu
+    result.database_cpu += database_cpu() - db_cpu
     with lock:
         result.latencies += latencies
         result.errors += errors
@@ -656,7 +664,8 @@ def run_round(result: LoadResult, server: Server, platform: PlatformProcess,
 
 
 def run_phase(servers: list[Server], platform: PlatformProcess, users: list[str],
-              concurrency: int, rounds: int, deadline: float) -> list[LoadResult]:
+              concurrency: int, rounds: int, deadline: float,
+              database_cpu: Callable[[], float] = lambda: 0.0) -> list[LoadResult]:
     """Each server's launches, for `users` in turn, split into `rounds` rounds per server and
     run alternately (first server, second, first, …); one LoadResult per server."""
     results = [LoadResult(s.name) for s in servers]
@@ -666,7 +675,7 @@ def run_phase(servers: list[Server], platform: PlatformProcess, users: list[str]
             if time.monotonic() >= deadline:
                 return results
             run_round(result, server, platform, users[first:first + size], concurrency,
-                      deadline)
+                      deadline, database_cpu)
     return results
 
 
@@ -900,16 +909,17 @@ def print_settings(args: argparse.Namespace, run: Run) -> None:
     print(flush=True)
 
 
-def print_phase(title: str, results: list[LoadResult]) -> None:
+def print_phase(title: str, results: list[LoadResult], database: bool) -> None:
     print(f"{title}")
     print(f"{'':10} {'launches/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'ok':>6} "
-          f"{'errors':>6} {'seconds':>7} │ {'CPU ms per round trip:':>22} {'server':>7} "
-          f"{'platform':>8} {'client':>7} │ {'client cores':>12}")
+          f"{'errors':>6} {'seconds':>7} │ CPU ms per round trip: {'server':>6} "
+          f"{'database':>8} {'platform':>8} {'client':>6} │ {'client cores':>12}")
     for r in results:
+        db = f"{r.per_trip_ms(r.database_cpu):8.1f}" if database else f"{'-':>8}"
         print(f"{r.name:10} {r.rate:10.1f} {r.percentile(50):7.0f} {r.percentile(95):7.0f} "
               f"{r.percentile(99):7.0f} {len(r.latencies):6} {sum(r.errors.values()):6} "
-              f"{r.seconds:7.1f} │ {'':22} {r.per_trip_ms(r.server_cpu):7.1f} "
-              f"{r.per_trip_ms(r.platform_cpu):8.1f} {r.per_trip_ms(r.client_cpu):7.1f} │ "
+              f"{r.seconds:7.1f} │ {'':22} {r.per_trip_ms(r.server_cpu):6.1f} {db} "
+              f"{r.per_trip_ms(r.platform_cpu):8.1f} {r.per_trip_ms(r.client_cpu):6.1f} │ "
               f"{r.client_cores:12.2f}")
         if r.done < r.planned:
             print(f"{'':10} stopped early (time limit): {r.done} of {r.planned} round trips")
@@ -930,7 +940,12 @@ def print_phase(title: str, results: list[LoadResult]) -> None:
     seconds = sum(r.seconds for r in results)
     cpu = _ratio(tool.per_trip_ms(tool.server_cpu), baseline.per_trip_ms(baseline.server_cpu))
     print(f"tool / baseline: launches/s {_ratio(tool.rate, baseline.rate)}, "
-          f"server CPU per round trip {cpu}")
+          f"server CPU per round trip {cpu}", end="")
+    if database:
+        both = _ratio(tool.per_trip_ms(tool.server_cpu + tool.database_cpu),
+                      baseline.per_trip_ms(baseline.server_cpu + baseline.database_cpu))
+        print(f", server + database CPU per round trip {both}", end="")
+    print()
     print(f"the client used {client_cpu / seconds if seconds else 0:.2f} of a core "
           f"({client_cpu:.1f} CPU s in {seconds:.1f} s)")
     for r in results:
@@ -1037,6 +1052,15 @@ def main(argv: list[str] | None = None) -> None:
                 fresh_database(args.database_url, tmp / "instance" / "lti_tool.sqlite3",
                                "launch_bench"))
             run = Run(args, tmp, platform, database, prefix)
+            database_cpu = None
+            if args.database_url:
+                from sqlalchemy.engine import make_url
+
+                server_url = make_url(args.database_url).set(drivername="postgresql")
+                database_cpu = PostgresCpu(server_url.render_as_string(hide_password=False),
+                                           make_url(database).database or "")
+                stack.callback(database_cpu.close)
+            meter = database_cpu or (lambda: 0.0)
             print_settings(args, run)
             servers = [
                 stack.enter_context(serve(run, "tool", "wsgi:app", ROOT, prepare_tool(run))),
@@ -1045,23 +1069,23 @@ def main(argv: list[str] | None = None) -> None:
             ]
             deadline = time.monotonic() + RUN_TIME_LIMIT
             warm = run_phase(servers, platform, students(STUDENTS), args.concurrency, 1,
-                             deadline)
+                             deadline, meter)
             for r in warm:
                 if r.errors:
                     print(f"{r.name} warm-up errors: {dict(r.errors)}")
             users = [str(FIRST_USER + n % STUDENTS) for n in range(args.launches)]
             main_results = run_phase(servers, platform, users, args.concurrency, args.rounds,
-                                     deadline)
+                                     deadline, meter)
             print_phase(f"{args.concurrency} clients, {STUDENTS} returning students",
-                        main_results)
+                        main_results, database_cpu is not None)
             lecture = None
             if args.lecture_hall:
                 hall = students(LECTURE_STUDENTS) * (LECTURE_LAUNCHES // LECTURE_STUDENTS)
                 lecture = run_phase(servers, platform, hall, LECTURE_CLIENTS, LECTURE_ROUNDS,
-                                    deadline)
+                                    deadline, meter)
                 print_phase(f"lecture hall: {LECTURE_CLIENTS} clients, {LECTURE_STUDENTS} "
                             f"students ({LECTURE_STUDENTS - STUDENTS} new on their first "
-                            "launch)", lecture)
+                            "launch)", lecture, database_cpu is not None)
             print_goals(args, main_results, lecture)
             sql = count_sql(run)
             print_sql_and_logs(sql, servers)
