@@ -48,11 +48,13 @@ kept alive between round trips (reopened when the server closed it), response he
 without the email parser, a dict for a cookie jar, and two regular expressions for the
 platform's form; nothing else is parsed. About 2 ms of CPU per round trip (5 requests), 0.1 to
 0.2 of a core at 8 clients. On a 2-core machine the former client (requests + an HTML parser,
-the platform in the same process) took more CPU per round trip than the baseline server and
-flattened the ratio. The client's CPU share is printed, and checked against half a core, so
-that a run where the client competes with the servers can be told apart.
+the platform in the same process) took about as much CPU per round trip (13-15 ms) as the
+baseline server (16 ms) and flattened the ratio. The client's CPU share is printed, and
+checked against half a core, so that a run where the client competes with the servers can be
+told apart.
 
-All traffic stays on 127.0.0.1. Rounds are bounded in count and in time.
+All traffic stays on 127.0.0.1. Rounds are bounded in count and in time: a round starts no
+round trip after 300 s, and no round starts after 1,800 s of measuring.
 """
 
 from __future__ import annotations
