@@ -327,7 +327,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     log_format upstream '$remote_addr "$request" $status upstream=$upstream_addr '
-                        'upstream_status=$upstream_status';
+                        'upstream_status=$upstream_status upstream_bytes=$upstream_response_length';
     access_log {dir}/access.log upstream;
     client_body_temp_path {dir}/tmp/body;
     proxy_temp_path {dir}/tmp/proxy;
@@ -350,7 +350,7 @@ http {{
     proxy_next_upstream error timeout;
     proxy_next_upstream_tries 2;
     proxy_connect_timeout 1s;
-    proxy_read_timeout 20s;
+    proxy_read_timeout 60s;
     proxy_set_header Host $host;
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
@@ -367,14 +367,19 @@ http {{
 NGINX_SERVER = """\
     server {{
         listen 127.0.0.1:{port} ssl;
+        {extra}
         location / {{
             proxy_pass http://{upstream};
             add_header X-Upstream $upstream_addr always;
         }}
         # The app answers a media request with X-Accel-Redirect: /internal-media/<file>.
+        # nginx keeps the app's Content-Type, Content-Disposition and Cache-Control only:
+        # the headers every user file carries are set here again, as deploy/nginx does.
         location /internal-media/ {{
             internal;
             alias {media}/;
+            add_header Content-Security-Policy "sandbox" always;
+            add_header X-Content-Type-Options "nosniff" always;
         }}
     }}
 """
@@ -388,7 +393,10 @@ class Nginx:
         self.folder = folder
         (folder / "tmp").mkdir(parents=True)
         self.ports = {name: free_port() for name in ("tool", "host_a", "host_b")}
-        servers = "".join(NGINX_SERVER.format(port=port, upstream=name, media=media)
+        # Balanced: a request in flight on a host that vanished fails after 10 s, not 60.
+        extra = {"tool": "proxy_read_timeout 10s;"}
+        servers = "".join(NGINX_SERVER.format(port=port, upstream=name, media=media,
+                                              extra=extra.get(name, ""))
                           for name, port in self.ports.items())
         self.conf = folder / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(

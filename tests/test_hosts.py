@@ -223,6 +223,7 @@ def test_an_upload_on_one_host_plays_from_the_other(hosts, database):
         assert whole.status_code == 200, whole.text[:300]
         assert whole.content == VIDEO
         assert whole.headers["Content-Type"] == "video/mp4"
+        assert whole.headers["Content-Security-Policy"] == "sandbox"  # never run as a page
         ranged = teacher.get(f"{b}{item}/file", headers={"Range": "bytes=1000-1999"},
                              timeout=TIMEOUT)
         assert ranged.status_code == 206
