@@ -479,11 +479,24 @@ class Host:
 
         wait_for(f"gunicorn on host {self.name}", healthy)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def crash(self) -> None:
         """Every process of the host killed at once, as when the machine dies."""
         self.namespace.kill_all(signal.SIGKILL)
+        self._gone(10)
+
+    def shut_down(self) -> None:
+        """gunicorn's graceful stop (SIGTERM, what `systemctl stop` sends): the workers finish
+        the requests they hold, then exit."""
+        self.process.send_signal(signal.SIGTERM)
+        self._gone(45)
+
+    def _gone(self, timeout: float) -> None:
         if self.process is not None:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=timeout)
         wait_for(f"host {self.name} to stop", lambda: not self.namespace.pids(), timeout=10)
         # A killed process leaves the namespace a moment before the kernel closes its
         # listening socket: the host is down once it refuses connections.
