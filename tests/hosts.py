@@ -6,11 +6,9 @@ certificate and balances between the hosts. Both hosts share one PostgreSQL data
 (with a key prefix of the run) and one media folder.
 
 PostgreSQL, Redis and the test LMS's keyset listen on 127.0.0.1 of this namespace, which a host
-cannot reach: each host gets relays listening on ITS 127.0.0.1 at the same ports, forwarding to
-the real services. The relays are threads of this process: a socket belongs to the namespace
-it was created in, so the listening socket is made by a thread that first enters the host's
-namespace (setns), and the forwarded connections are made from this namespace. The tool's
-settings are then the same on both hosts as on one machine.
+cannot reach: each host gets relays (tests/netns.py, threads of this process) listening on ITS
+127.0.0.1 at the same ports and forwarding to the real services. The tool's settings are then
+the same on both hosts as on one machine. nginx and the certificates: tests/proxy.py.
 
 Everything made here (processes, namespaces, veth pairs, the database, Redis keys, files) is
 removed on exit, also when the run fails. Every wait is bounded.
@@ -19,9 +17,6 @@ removed on exit, also when the run fails. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import datetime
-import ipaddress
 import os
 import secrets
 import shutil
@@ -31,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +36,10 @@ from sqlalchemy.engine import make_url
 
 from .databases import fresh_database
 from .lms import TestPlatform
+from .netns import Namespace, Relay, free_subnet, wait_for
+from .proxy import Nginx, write_certificates
 
 ROOT = Path(__file__).resolve().parent.parent
-CLONE_NEWNET = 0x40000000
 APP_PORT = 8000
 START_TIMEOUT = 45  # seconds for a host's gunicorn or nginx to answer
 # Settings of the tool a developer's shell may hold that must not leak into the hosts.
@@ -75,371 +70,6 @@ def missing_requirements(database_server: str | None, redis_url: str | None) -> 
         except OSError as e:
             return f"{name} unreachable at {parts.hostname}:{parts.port}: {e}"
     return None
-
-
-# Shell commands
-
-
-def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout}")
-    return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, ready, timeout: float = START_TIMEOUT, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(every)
-    raise RuntimeError(f"{what}: not ready within {timeout:g} s")
-
-
-# Network namespaces
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    """A 10.213.x.0/29 no interface of this machine uses (two /30 links, one per host)."""
-    used = run("ip", "-4", "-o", "addr").stdout
-    for _ in range(100):
-        third, fourth = secrets.randbelow(256), 8 * secrets.randbelow(32)
-        net = ipaddress.ip_network(f"10.213.{third}.{fourth}/29")
-        if not any(str(a) + "/" in used for a in net):
-            return net
-    raise RuntimeError("no free 10.213.x.y/29 subnet")
-
-
-@dataclass
-class Namespace:
-    """A network namespace linked to this one by a veth pair: `link` here, eth0 inside."""
-
-    name: str
-    link: str  # the veth's name on this side
-    network: ipaddress.IPv4Network  # a /30: this side's address, then the namespace's
-    made: bool = False
-
-    @property
-    def outside(self) -> str:
-        return str(list(self.network.hosts())[0])
-
-    @property
-    def inside(self) -> str:
-        """The namespace's address (on its eth0)."""
-        return str(list(self.network.hosts())[1])
-
-    def create(self) -> None:
-        bits = self.network.prefixlen
-        run("ip", "netns", "add", self.name)
-        self.made = True
-        run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "eth0",
-            "netns", self.name)
-        run("ip", "addr", "add", f"{self.outside}/{bits}", "dev", self.link)
-        run("ip", "link", "set", self.link, "up")
-        run("ip", "-n", self.name, "addr", "add", f"{self.inside}/{bits}", "dev", "eth0")
-        run("ip", "-n", self.name, "link", "set", "eth0", "up")
-        run("ip", "-n", self.name, "link", "set", "lo", "up")
-
-    def pids(self) -> list[int]:
-        done = run("ip", "netns", "pids", self.name, check=False)
-        return [int(p) for p in done.stdout.split()]
-
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    def unplug(self) -> None:
-        """The host vanishes from the network: its end of the cable goes down."""
-        run("ip", "-n", self.name, "link", "set", "eth0", "down")
-
-    def plug(self) -> None:
-        run("ip", "-n", self.name, "link", "set", "eth0", "up")
-
-    def delete(self) -> None:
-        if not self.made:
-            return
-        self.kill_all()
-        wait_for(f"processes of {self.name} to end", lambda: not self.pids(), timeout=15)
-        run("ip", "netns", "del", self.name, check=False)
-        # Deleting the namespace deletes eth0 and so its peer; make sure of it.
-        if run("ip", "link", "show", self.link, check=False).returncode == 0:
-            run("ip", "link", "del", self.link, check=False)
-        self.made = False
-
-
-def listen_in(namespace: str, port: int) -> socket.socket:
-    """A socket listening on 127.0.0.1:port inside `namespace` (made by a thread that enters
-    the namespace; setns changes only the calling thread's namespace)."""
-    made: dict[str, object] = {}
-
-    def enter_and_listen() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                made["error"] = OSError(ctypes.get_errno(), f"setns {namespace}")
-                return
-        finally:
-            os.close(fd)
-        try:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))
-            s.listen(128)
-            made["socket"] = s
-        except OSError as e:
-            made["error"] = e
-
-    thread = threading.Thread(target=enter_and_listen, name=f"setns-{namespace}")
-    thread.start()
-    thread.join(timeout=10)
-    if "socket" not in made:
-        raise RuntimeError(f"cannot listen in {namespace}:{port}: {made.get('error')}")
-    return made["socket"]  # type: ignore[return-value]
-
-
-class Relay:
-    """Forwards connections to 127.0.0.1:port inside a namespace to `target` here."""
-
-    def __init__(self, namespace: str, port: int, target: tuple[str, int]):
-        self.listener = listen_in(namespace, port)
-        self.target = target
-        self.closed = threading.Event()
-        self.lock = threading.Lock()
-        self.sockets: set[socket.socket] = set()
-        self.thread = threading.Thread(target=self._accept, daemon=True,
-                                       name=f"relay-{namespace}-{port}")
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self.lock:
-                if self.closed.is_set():
-                    client.close()
-                    upstream.close()
-                    return
-                self.sockets |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            # One side ended: end both, as a cable would.
-            with self.lock:
-                for s in (source, sink):
-                    with contextlib.suppress(OSError):
-                        s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.closed.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(timeout=5)
-        with self.lock:
-            for s in self.sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self.sockets.clear()
-
-
-# TLS
-
-
-def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate it signed for 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LTI tool hosts test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = folder / "ca.pem", folder / "tool.pem", folder / "tool.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    paths[2].chmod(0o600)
-    return paths
-
-
-# nginx
-
-NGINX_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    log_format upstream '$remote_addr "$request" $status upstream=$upstream_addr '
-                        'upstream_status=$upstream_status upstream_bytes=$upstream_response_length';
-    access_log {dir}/access.log upstream;
-    client_body_temp_path {dir}/tmp/body;
-    proxy_temp_path {dir}/tmp/proxy;
-    fastcgi_temp_path {dir}/tmp/fastcgi;
-    uwsgi_temp_path {dir}/tmp/uwsgi;
-    scgi_temp_path {dir}/tmp/scgi;
-    types {{ video/mp4 mp4; }}
-    default_type application/octet-stream;
-
-    # A host that fails once is left out for 10 s; a request whose connection failed (never
-    # sent, so even a POST) or timed out while connecting goes to the other host.
-    upstream tool {{
-        server {a}:{app_port} max_fails=1 fail_timeout=10s;
-        server {b}:{app_port} max_fails=1 fail_timeout=10s;
-    }}
-    # One host only, for the tests that need to say which host answers.
-    upstream host_a {{ server {a}:{app_port}; }}
-    upstream host_b {{ server {b}:{app_port}; }}
-
-    proxy_next_upstream error timeout;
-    proxy_next_upstream_tries 2;
-    proxy_connect_timeout 1s;
-    proxy_read_timeout 60s;
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
-    proxy_set_header X-Forwarded-Port $server_port;
-    client_max_body_size 100m;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-
-{servers}
-}}
-"""
-
-NGINX_SERVER = """\
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        {extra}
-        location / {{
-            proxy_pass http://{upstream};
-            add_header X-Upstream $upstream_addr always;
-        }}
-        # The app answers a media request with X-Accel-Redirect: /internal-media/<file>.
-        # nginx keeps the app's Content-Type, Content-Disposition and Cache-Control only:
-        # the headers every user file carries are set here again, as deploy/nginx does.
-        location /internal-media/ {{
-            internal;
-            alias {media}/;
-            add_header Content-Security-Policy "sandbox" always;
-            add_header X-Content-Type-Options "nosniff" always;
-        }}
-    }}
-"""
-
-
-class Nginx:
-    """Debian's nginx, in the foreground, with a configuration and files of its own."""
-
-    def __init__(self, folder: Path, hosts: tuple[str, str], cert: Path, key: Path,
-                 media: Path):
-        self.folder = folder
-        (folder / "tmp").mkdir(parents=True)
-        self.ports = {name: free_port() for name in ("tool", "host_a", "host_b")}
-        # Balanced: a request in flight on a host that vanished fails after 10 s, not 60.
-        extra = {"tool": "proxy_read_timeout 10s;"}
-        servers = "".join(NGINX_SERVER.format(port=port, upstream=name, media=media,
-                                              extra=extra.get(name, ""))
-                          for name, port in self.ports.items())
-        self.conf = folder / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(
-            dir=folder, a=hosts[0], b=hosts[1], app_port=APP_PORT, cert=cert, key=key,
-            servers=servers))
-        self.process: subprocess.Popen | None = None
-
-    def url(self, name: str = "tool") -> str:
-        return f"https://127.0.0.1:{self.ports[name]}"
-
-    def start(self) -> None:
-        command = ["nginx", "-p", str(self.folder), "-c", str(self.conf),
-                   "-e", str(self.folder / "error.log")]
-        run(*command, "-t")
-        with open(self.folder / "stderr.log", "w") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-        def listening() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.log('error.log')}")
-            try:
-                socket.create_connection(("127.0.0.1", self.ports["host_b"]), 1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for("nginx", listening)
-
-    def log(self, name: str = "access.log", lines: int = 40) -> str:
-        path = self.folder / name
-        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # graceful: finish the open requests
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 # The app hosts
@@ -477,7 +107,7 @@ class Host:
             except requests.RequestException:
                 return False
 
-        wait_for(f"gunicorn on host {self.name}", healthy)
+        wait_for(f"gunicorn on host {self.name}", healthy, timeout=START_TIMEOUT)
 
     @property
     def running(self) -> bool:
@@ -641,8 +271,8 @@ def cluster(database_server: str, redis_url: str) -> Iterator[Cluster]:
         cert_dir = tmp / "tls"
         cert_dir.mkdir()
         ca, cert, key = write_certificates(cert_dir)
-        nginx = Nginx(tmp / "nginx", (namespaces["a"].inside, namespaces["b"].inside), cert,
-                      key, media)
+        nginx = Nginx(tmp / "nginx", tuple(f"{ns.inside}:{APP_PORT}" for ns in namespaces.values()),
+                      cert, key, media)
         secret = secrets.token_hex(32)
         hosts = {}
         for name, ns in namespaces.items():
