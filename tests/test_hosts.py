@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from lti_tool.config import database_url
 from lti_tool.models import (
     Category,
+    LTILaunchLog,
     LTIResourceLink,
     LTIUserMapping,
     Media,
@@ -126,7 +127,7 @@ def upstreams(response) -> list[str]:
 # Tests
 
 
-def test_login_on_one_host_and_launch_on_the_other_and_a_replay_is_refused(hosts):
+def test_login_on_one_host_and_launch_on_the_other_and_a_replay_is_refused(hosts, database):
     a, b = hosts.pinned("a"), hosts.pinned("b")
     with hosts.session() as browser:
         launch = post_launch(browser, b, log_in(hosts, browser, a))
@@ -142,6 +143,10 @@ def test_login_on_one_host_and_launch_on_the_other_and_a_replay_is_refused(hosts
     assert replayed.response.status_code in (400, 401, 403), replayed.response.status_code
     assert upstreams(replayed.response) == [hosts.hosts["a"].address]
     assert replayed.landing is None
+    with database.connect() as conn:
+        last = conn.execute(sa.select(LTILaunchLog.success, LTILaunchLog.error_category)
+                            .order_by(LTILaunchLog.id.desc()).limit(1)).one()
+    assert tuple(last) == (False, "nonce_replay")
 
 
 def test_concurrent_first_launches_across_both_hosts_make_one_course(hosts, database):
