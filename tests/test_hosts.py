@@ -1,7 +1,7 @@
 """Two app hosts behind nginx (TLS, balancing), sharing one PostgreSQL, one Redis, one media
 folder: launches cross hosts, a replay is refused on the other host, concurrent first launches
-make one course, a host going away costs no launch once nginx has noticed, and an upload on one
-host plays from the other.
+make one course, an upload on one host plays from the other, and a host going away (unplugged,
+shut down, crashed) fails no launch begun after it went: only requests it held may fail.
 
 Runs as root on Linux with Debian's iproute2 and nginx, in the PostgreSQL + Redis pass
 (TEST_DATABASE_URL and REDIS_URL set: it makes a database of its own on that server and keys
