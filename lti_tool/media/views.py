@@ -69,7 +69,7 @@ def category(id: int):
     return render_template(
         "media/category.html", category=category, role=role, items=items,
         next_after=next_after, filters=filters,
-        can_upload=access.can_upload_to(current_user, category),
+        can_upload=access.can_upload_to(current_user, category, role),
         manages_course=access.manages_category(current_user, category, role),
     )
 

@@ -100,11 +100,12 @@ def title_cursor(after: str | int | None) -> tuple[int, str] | None:
     return int(number), title
 
 
-def can_upload_to(user: User, category: Category) -> bool:
-    """Course contributors and managers add media to it; editors and above anywhere."""
+def can_upload_to(user: User, category: Category, role: GroupRole | None = None) -> bool:
+    """Course contributors and managers add media to it; editors and above anywhere.
+    `role`: the user's in this category, when already known."""
     if user.has_global_role(GlobalRole.EDITOR):
         return True
-    role = category_role(user, category)
+    role = role or category_role(user, category)
     return role is not None and role.rank >= GroupRole.CONTRIBUTOR.rank
 
 

@@ -200,7 +200,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             raise LaunchError("malformed_token", "The id_token's audience is not a string.",
                               detail="aud is not a string.")
         try:
-            self.platform = find_platform(body.get("iss"), client_id)
+            self.platform = find_platform(body.get("iss"), client_id, role_mappings=True)
         except LaunchError as e:
             e.details.update(iss=body.get("iss"), client_id=client_id)
             raise

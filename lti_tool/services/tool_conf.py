@@ -16,6 +16,7 @@ from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..errors import LaunchError
 from ..extensions import cache, db
@@ -26,8 +27,12 @@ from . import keys
 LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
 
 
-def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
+def find_platform(issuer: str | None, client_id: str | None, *,
+                  role_mappings: bool = False) -> LTIPlatform:
     """The registration for an issuer and client ID, refusing unknown and inactive ones.
+
+    With `role_mappings` (a launch) the platform's role mappings come in the same query, read
+    afresh.
 
     Without a client ID (a login that did not send one) the issuer must have exactly one
     registration. Raises LaunchError `unknown_platform`, `platform_inactive` or
@@ -38,7 +43,10 @@ def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
     query = select(LTIPlatform).where(LTIPlatform.platform_id == issuer)
     if client_id:
         query = query.where(LTIPlatform.client_id == client_id)
-    found = list(db.session.scalars(query.limit(2)))
+    if role_mappings:
+        query = query.options(joinedload(LTIPlatform.role_mappings)).execution_options(
+            populate_existing=True)
+    found = list(db.session.scalars(query.limit(2)).unique())
     if not found:
         who = f"issuer {issuer!r}" + (f" with client ID {client_id!r}" if client_id else "")
         raise LaunchError("unknown_platform", f"No platform is registered for {who}.")
