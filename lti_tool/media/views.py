@@ -59,8 +59,9 @@ def my_media():
 @bp.get("/category/<int:id>")
 @login_required
 def category(id: int):
-    category = db.get_or_404(Category, id)
-    role = access.category_role(current_user, category)
+    category, role = access.category_with_role(current_user, id)
+    if category is None:
+        abort(404)
     if role is None and not access.can_view_category(current_user, category):
         abort(403)
     filters = LibraryFilterForm(request.args)

@@ -31,6 +31,24 @@ def category_role(user: User, category: Category) -> GroupRole | None:
     return max(roles, key=lambda r: r.rank, default=None)
 
 
+def category_with_role(user: User, category_id: int) -> tuple[Category | None, GroupRole | None]:
+    """The category and `category_role` of the user in it, in one query (None: no such
+    category)."""
+    rows = db.session.execute(
+        select(Category, RBACMembership.role)
+        .select_from(Category)
+        .outerjoin(rbac_group_category, rbac_group_category.c.category_id == Category.id)
+        .outerjoin(RBACMembership,
+                   (RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id)
+                   & (RBACMembership.user_id == user.id))
+        .where(Category.id == category_id)
+    ).all()
+    if not rows:
+        return None, None
+    roles = [role for _, role in rows if role is not None]
+    return rows[0][0], max(roles, key=lambda r: r.rank, default=None)
+
+
 def can_view_category(user: User, category: Category) -> bool:
     return user.has_global_role(GlobalRole.EDITOR) or category_role(user, category) is not None
 

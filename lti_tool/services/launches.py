@@ -302,15 +302,20 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         if not nonce or not isinstance(nonce, str):
             raise LaunchError("nonce_mismatch", "The id_token has no nonce.", detail="no nonce")
         used_key = USED_NONCE_KEY + hashlib.sha256(nonce.encode()).hexdigest()
-        if cache.get(used_key):
-            raise LaunchError("nonce_replay", "This id_token was already used.")
+        replay = LaunchError("nonce_replay", "This id_token was already used.")
+        # A used nonce is looked up only when the launch fails anyway: a login record that is
+        # still there has not been consumed, so its own nonce cannot have been used.
         if self._login is None:
+            if cache.get(used_key):
+                raise replay
             raise LaunchError(
                 "state_missing",
                 "The login behind this launch is unknown or expired.",
                 detail="the login expired or was never made here",
             )
         if self._login["nonce"] != nonce or self._login["platform_id"] != self.platform.id:
+            if cache.get(used_key):
+                raise replay
             raise LaunchError(
                 "nonce_mismatch",
                 "The nonce is not the one issued for this login.",
@@ -318,7 +323,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             )
         # Consume only now, after the signature is good: a forged token cannot burn a nonce.
         if not cache.delete(LOGIN_KEY + state):
-            raise LaunchError("nonce_replay", "This id_token was already used.")
+            raise replay
         cache.set(used_key, 1, timeout=USED_NONCE_TTL)
         return self
 
