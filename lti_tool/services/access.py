@@ -1,6 +1,6 @@
 """Who may see what: group roles on categories, media visibility, global roles."""
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import bindparam, func, literal, select, tuple_
 
 from ..extensions import db
 from ..models import (
@@ -31,18 +31,22 @@ def category_role(user: User, category: Category) -> GroupRole | None:
     return max(roles, key=lambda r: r.rank, default=None)
 
 
+_CATEGORY_WITH_ROLE = (  # built once: every launch's landing page runs it
+    select(Category, RBACMembership.role)
+    .select_from(Category)
+    .outerjoin(rbac_group_category, rbac_group_category.c.category_id == Category.id)
+    .outerjoin(RBACMembership,
+               (RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id)
+               & (RBACMembership.user_id == bindparam("user_id")))
+    .where(Category.id == bindparam("category_id"))
+)
+
+
 def category_with_role(user: User, category_id: int) -> tuple[Category | None, GroupRole | None]:
     """The category and `category_role` of the user in it, in one query (None: no such
     category)."""
-    rows = db.session.execute(
-        select(Category, RBACMembership.role)
-        .select_from(Category)
-        .outerjoin(rbac_group_category, rbac_group_category.c.category_id == Category.id)
-        .outerjoin(RBACMembership,
-                   (RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id)
-                   & (RBACMembership.user_id == user.id))
-        .where(Category.id == category_id)
-    ).all()
+    rows = db.session.execute(_CATEGORY_WITH_ROLE,
+                              {"user_id": user.id, "category_id": category_id}).all()
     if not rows:
         return None, None
     roles = [role for _, role in rows if role is not None]

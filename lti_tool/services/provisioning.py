@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, inspect, select, update
+from sqlalchemy import bindparam, delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import LaunchError
@@ -148,24 +148,33 @@ def user_changes(platform: LTIPlatform, user: Any, profile: Profile,
     return changes
 
 
+# The statements of every returning launch, built once (SQLAlchemy keeps their cache keys).
+_USER_BY_SUB = (
+    select(LTIUserMapping, User)
+    .join(User, User.id == LTIUserMapping.user_id)
+    .where(LTIUserMapping.platform_id == bindparam("platform_id"),
+           LTIUserMapping.lti_user_id == bindparam("sub"))
+)
+_MAPPING_SEEN = (
+    update(LTIUserMapping)
+    .where(LTIUserMapping.id == bindparam("mapping_id"))
+    .values(last_login=bindparam("now"),
+            **{k: bindparam(f"new_{k}") for k in ("email", "given_name", "family_name", "name")})
+    .execution_options(synchronize_session=False)
+)
+
+
 def _user(
     platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime
 ) -> tuple[User, bool]:
     sub = data["sub"]
     profile = Profile.from_claims(data)
-    row = db.session.execute(
-        select(LTIUserMapping, User)
-        .join(User, User.id == LTIUserMapping.user_id)
-        .where(LTIUserMapping.platform_id == platform.id, LTIUserMapping.lti_user_id == sub)
-    ).first()
+    row = db.session.execute(_USER_BY_SUB, {"platform_id": platform.id, "sub": sub}).first()
     if row is not None:
         mapping, user = row
-        db.session.execute(
-            update(LTIUserMapping)
-            .where(LTIUserMapping.id == mapping.id)
-            .values(last_login=now, **profile.cached())
-            .execution_options(synchronize_session=False)
-        )
+        db.session.execute(_MAPPING_SEEN, {
+            "mapping_id": mapping.id, "now": now,
+            **{f"new_{k}": v for k, v in profile.cached().items()}})
         for key, value in user_changes(platform, user, profile, roles).items():
             setattr(user, key, value)
         return user, False
@@ -333,26 +342,31 @@ def _course(
     return category, group, membership
 
 
+_COURSE = (
+    select(Category, RBACGroup, RBACMembership)
+    .select_from(Category)
+    .outerjoin(
+        RBACGroup,
+        (RBACGroup.platform_id == Category.platform_id)
+        & (RBACGroup.lti_context_id == Category.lti_context_id),
+    )
+    .outerjoin(
+        RBACMembership,
+        (RBACMembership.rbac_group_id == RBACGroup.id)
+        & (RBACMembership.user_id == bindparam("user_id")),
+    )
+    .where(Category.platform_id == bindparam("platform_id"),
+           Category.lti_context_id == bindparam("context_id"))
+)
+
+
 def _find_course(
     platform: LTIPlatform, context_id: str, user_id: int | None = None
 ) -> tuple[Category | None, RBACGroup | None, RBACMembership | None]:
     """The course's category and group, and the membership of `user_id`, in one query (any
     may be missing; the membership is UNKNOWN when the group is)."""
-    row = db.session.execute(
-        select(Category, RBACGroup, RBACMembership)
-        .select_from(Category)
-        .outerjoin(
-            RBACGroup,
-            (RBACGroup.platform_id == Category.platform_id)
-            & (RBACGroup.lti_context_id == Category.lti_context_id),
-        )
-        .outerjoin(
-            RBACMembership,
-            (RBACMembership.rbac_group_id == RBACGroup.id)
-            & (RBACMembership.user_id == user_id),
-        )
-        .where(Category.platform_id == platform.id, Category.lti_context_id == context_id)
-    ).first()
+    row = db.session.execute(_COURSE, {"platform_id": platform.id, "context_id": context_id,
+                                       "user_id": user_id}).first()
     if row is not None and row[1] is not None:
         return row[0], row[1], row[2]
     group = db.session.scalar(
@@ -416,6 +430,25 @@ def _membership(
 # Resource links
 
 
+def _link_counted(*columns: str):
+    """The UPDATE counting a launch on its link and setting `columns`, built once."""
+    table = LTIResourceLink.__table__
+    return (
+        update(table)
+        .where(*(table.c[name] == bindparam(f"key_{name}")
+                 for name in ("platform_id", "context_id", "resource_link_id")))
+        .values(launch_count=table.c.launch_count + 1,
+                **{name: bindparam(f"new_{name}") for name in columns})
+        .returning(table.c.id, table.c.media_id)
+    )
+
+
+_LINK_COLUMNS = ("context_title", "context_label", "resource_link_title", "category_id",
+                 "rbac_group_id", "last_launch")
+_LINK_COUNTED = _link_counted(*_LINK_COLUMNS)
+_LINK_COUNTED_WITH_MEDIA = _link_counted(*_LINK_COLUMNS, "media_id")
+
+
 def _resource_link(
     platform: LTIPlatform,
     data: dict[str, Any],
@@ -450,10 +483,8 @@ def _resource_link(
         values["media_id"] = media_id
     table = LTIResourceLink.__table__
     row = db.session.execute(
-        update(table)
-        .where(*(table.c[name] == value for name, value in key.items()))
-        .values(launch_count=table.c.launch_count + 1, **values)
-        .returning(table.c.id, table.c.media_id)
+        _LINK_COUNTED_WITH_MEDIA if media_id is not None else _LINK_COUNTED,
+        {f"key_{k}": v for k, v in key.items()} | {f"new_{k}": v for k, v in values.items()},
     ).first()
     if row is None:
         stmt = _insert(table).values(created_at=now, launch_count=1, **key, **values)

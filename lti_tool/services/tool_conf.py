@@ -15,7 +15,7 @@ from pylti1p3.contrib.flask import (
 from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from ..errors import LaunchError
@@ -25,6 +25,14 @@ from ..security import cookie_flags
 from . import keys
 
 LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
+
+
+# Built once: each launch and login runs them (SQLAlchemy keeps a built statement's cache key).
+_PLATFORM_BY_ISSUER = select(LTIPlatform).where(
+    LTIPlatform.platform_id == bindparam("issuer")).limit(2)
+_PLATFORM = _PLATFORM_BY_ISSUER.where(LTIPlatform.client_id == bindparam("client_id"))
+_PLATFORM_WITH_MAPPINGS = _PLATFORM.options(joinedload(LTIPlatform.role_mappings)) \
+    .execution_options(populate_existing=True)
 
 
 def find_platform(issuer: str | None, client_id: str | None, *,
@@ -40,13 +48,9 @@ def find_platform(issuer: str | None, client_id: str | None, *,
     """
     if not issuer:
         raise LaunchError("malformed_token", "The request names no issuer (iss).")
-    query = select(LTIPlatform).where(LTIPlatform.platform_id == issuer)
-    if client_id:
-        query = query.where(LTIPlatform.client_id == client_id)
-    if role_mappings:
-        query = query.options(joinedload(LTIPlatform.role_mappings)).execution_options(
-            populate_existing=True)
-    found = list(db.session.scalars(query.limit(2)).unique())
+    query = (_PLATFORM_WITH_MAPPINGS if role_mappings and client_id
+             else _PLATFORM if client_id else _PLATFORM_BY_ISSUER)
+    found = list(db.session.scalars(query, {"issuer": issuer, "client_id": client_id}).unique())
     if not found:
         who = f"issuer {issuer!r}" + (f" with client ID {client_id!r}" if client_id else "")
         raise LaunchError("unknown_platform", f"No platform is registered for {who}.")
