@@ -13,7 +13,7 @@ import jwt
 from flask import after_this_request, g, has_request_context
 from pylti1p3.contrib.flask import FlaskMessageLaunch
 from pylti1p3.exception import LtiException
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..errors import LaunchError
 from ..extensions import cache, db
@@ -422,18 +422,21 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
                                               provisioned.user, provisioned.roles)
     if roster_job is not None:
         _dispatch_after_commit(roster_job)
-    entry = LTILaunchLog(
-        platform_id=platform.id,
-        user_id=provisioned.user.id,
-        resource_link_id=provisioned.resource_link_id,
-        launch_type=LaunchType.DEEP_LINKING if deep_linking else LaunchType.RESOURCE_LINK,
-        success=True,
-        claims=sanitize(body),
-        ip_address=ip,
-    )
-    db.session.add(entry)
-    db.session.flush()
-    return LaunchResult(provisioned, platform, message.get_launch_id(), deep_linking, entry.id)
+    db.session.flush()  # what provisioning changed on the user's row, before the log entry
+    log_id = db.session.execute(_LOG_SUCCESS, {
+        "platform_id": platform.id,
+        "user_id": provisioned.user.id,
+        "resource_link_id": provisioned.resource_link_id,
+        "launch_type": LaunchType.DEEP_LINKING if deep_linking else LaunchType.RESOURCE_LINK,
+        "success": True,
+        "claims": sanitize(body),
+        "ip_address": ip,
+    }).scalar_one()
+    return LaunchResult(provisioned, platform, message.get_launch_id(), deep_linking, log_id)
+
+
+# A statement, not an object: the unit of work would cost more than the row.
+_LOG_SUCCESS = insert(LTILaunchLog.__table__).returning(LTILaunchLog.__table__.c.id)
 
 
 def _dispatch_after_commit(job: Job) -> None:
