@@ -8,7 +8,10 @@ from gunicorn.glogging import Logger
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 60
-accesslog = "-"
+# One line per request on stdout; ACCESS_LOG=0 leaves it to the proxy in front (nginx logs
+# the same requests), which saves the workers a formatted write per request.
+accesslog = None if os.environ.get("ACCESS_LOG", "1").strip().lower() in (
+    "0", "false", "no", "off") else "-"
 
 
 class AccessLogger(Logger):

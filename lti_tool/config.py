@@ -34,9 +34,9 @@ def from_env(instance_path: str, environ: os._Environ | dict | None = None) -> d
     config: dict[str, Any] = {
         "SECRET_KEY": env.get("SECRET_KEY") or _instance_secret_key(instance),
         "SQLALCHEMY_DATABASE_URI": database,
-        # A server connection may have been dropped while idle: test it before use. A SQLite
-        # file cannot go away, so it skips the extra statement.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database.startswith("sqlite")},
+        # A server connection may have been dropped while idle: one idle for a while is tested
+        # before use (extensions.py), not every one: that would add a round trip per request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": env.get("MEDIA_ROOT") or str(instance / "media"),
         # nginx's `internal` location aliasing MEDIA_ROOT: it sends the media files (README).

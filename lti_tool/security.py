@@ -34,7 +34,20 @@ def cookie_flags(is_secure: bool) -> dict:
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, with flags chosen per request by `cookie_flags`."""
+    """Flask's signed-cookie session, with flags chosen per request by `cookie_flags`, and its
+    signing serializer made once per key rather than on every request."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple, object] = {}
+
+    def get_signing_serializer(self, app: Flask):
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(key)
+        if serializer is None:
+            serializer = self._serializers[key] = super().get_signing_serializer(app)
+            if len(self._serializers) > 8:  # keys changed at run time (tests): keep a few
+                self._serializers.pop(next(iter(self._serializers)))
+        return serializer
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return cookie_flags(request.is_secure)["secure"]

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,66 @@ def test_live_entries_are_never_evicted(app, n):
     for i in range(n):
         cache.set(f"state-{i}", i, timeout=300)
     assert all(cache.get(f"state-{i}") == i for i in range(n))
+
+
+def _file_cache():
+    from lti_tool.cache_backends import SharedFileSystemCache
+
+    if not isinstance(cache.cache, SharedFileSystemCache):
+        pytest.skip("the file cache's folder (Redis expires its own keys)")
+    return cache.cache
+
+
+def test_the_upkeep_job_removes_expired_entries_and_keeps_live_ones(app):
+    from lti_tool.models import Job, JobState
+    from lti_tool.services import jobs
+
+    files = _file_cache()
+    for i in range(300):
+        cache.set(f"used-nonce-{i}", 1, timeout=1)
+    for i in range(20):
+        cache.set(f"login-{i}", {"nonce": i}, timeout=600)
+    time.sleep(2.1)
+    job = jobs.submit("cache.sweep", subject="cache.sweep")
+    assert jobs.run_waiting() == 1
+    done = app.extensions["sqlalchemy"].session.get(Job, job.id, populate_existing=True)
+    assert done.state is JobState.DONE
+    assert files.entries() == 20
+    assert all(cache.get(f"login-{i}") == {"nonce": i} for i in range(20))
+
+
+def test_a_busy_day_leaves_a_bounded_folder_without_the_upkeep_job(app):
+    """Writes sweep as they go: after a morning of launches has expired, the afternoon's
+    writes alone clear it, and the folder holds the live entries only."""
+    files = _file_cache()
+    for i in range(3000):  # the morning: used nonces and logins, now expired
+        cache.set(f"morning-{i}", 1, timeout=1)
+    time.sleep(2.1)
+    # the afternoon: as many writes as one pass over every subfolder takes, on 50 live keys
+    for i in range(files.SHARDS * files.SWEEP_EVERY):
+        cache.set(f"afternoon-{i % 50}", i, timeout=600)
+    assert files.entries() == 50
+    assert cache.get("afternoon-7") is not None
+
+
+def test_a_full_subfolder_never_loses_a_live_entry(app):
+    files = _file_cache()
+    keys, n = [], 0
+    while len(keys) < files.SHARD_CAP + 100:  # keys that all land in one subfolder
+        key = f"state-{n}"
+        if files._get_filename(key).split("/")[-2] == "00":
+            keys.append(key)
+        n += 1
+    for i, key in enumerate(keys):
+        cache.set(key, i, timeout=600)
+    assert all(cache.get(key) == i for i, key in enumerate(keys))
+
+
+def test_the_cache_folder_is_split_into_subfolders(app):
+    files = _file_cache()
+    for i in range(100):
+        cache.set(f"login-{i}", i, timeout=600)
+    folder = Path(app.config["CACHE_DIR"])
+    assert not [p for p in folder.iterdir() if p.is_file() and "counters" not in p.name]
+    assert len([p for p in folder.iterdir() if p.is_dir()]) > 10
+    assert files.entries() == 100

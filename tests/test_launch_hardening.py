@@ -30,10 +30,13 @@ def everything_cached() -> str:
         for key in client.scan_iter(f"{backend._get_prefix()}*"):
             values.append(backend.serializer.loads(client.get(key)))
     else:
-        for name in os.listdir(backend._path):
-            with open(os.path.join(backend._path, name), "rb") as f:
-                f.read(struct.calcsize("I"))
-                values.append(backend.serializer.load(f))
+        for folder, _, names in os.walk(backend._path):
+            for name in names:
+                if name.startswith("counters.lock"):
+                    continue
+                with open(os.path.join(folder, name), "rb") as f:
+                    f.read(struct.calcsize("I"))
+                    values.append(backend.serializer.load(f))
     return repr(values)
 
 

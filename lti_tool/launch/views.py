@@ -77,8 +77,10 @@ def _storage_read_back():
     """A Platform Storage launch without the state cookie: the page reading the state back from
     the LMS's frame, which then posts the launch again with its proof. None otherwise."""
     state = request.form.get("state") or ""
-    login = cache.get(oidc.LOGIN_KEY + state) if state else None
     has_cookie = bool(state) and lti_context().cookies.get_cookie(state) == state
+    if has_cookie or not state or request.form.get(platform_storage.PROOF_PARAM):
+        return None  # the usual launch: no need to read its login here (the launch does)
+    login = cache.get(oidc.LOGIN_KEY + state)
     if not platform_storage.wants_read_back(request.form, login, has_cookie):
         return None
     platform = db.session.get(LTIPlatform, login["platform_id"])

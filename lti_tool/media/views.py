@@ -59,8 +59,9 @@ def my_media():
 @bp.get("/category/<int:id>")
 @login_required
 def category(id: int):
-    category = db.get_or_404(Category, id)
-    role = access.category_role(current_user, category)
+    category, role = access.category_with_role(current_user, id)
+    if category is None:
+        abort(404)
     if role is None and not access.can_view_category(current_user, category):
         abort(403)
     filters = LibraryFilterForm(request.args)
@@ -69,7 +70,7 @@ def category(id: int):
     return render_template(
         "media/category.html", category=category, role=role, items=items,
         next_after=next_after, filters=filters,
-        can_upload=access.can_upload_to(current_user, category),
+        can_upload=access.can_upload_to(current_user, category, role),
         manages_course=access.manages_category(current_user, category, role),
     )
 

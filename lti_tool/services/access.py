@@ -1,6 +1,6 @@
 """Who may see what: group roles on categories, media visibility, global roles."""
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import bindparam, func, literal, select, tuple_
 
 from ..extensions import db
 from ..models import (
@@ -29,6 +29,28 @@ def category_role(user: User, category: Category) -> GroupRole | None:
                RBACMembership.user_id == user.id)
     ).all()
     return max(roles, key=lambda r: r.rank, default=None)
+
+
+_CATEGORY_WITH_ROLE = (  # built once: every launch's landing page runs it
+    select(Category, RBACMembership.role)
+    .select_from(Category)
+    .outerjoin(rbac_group_category, rbac_group_category.c.category_id == Category.id)
+    .outerjoin(RBACMembership,
+               (RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id)
+               & (RBACMembership.user_id == bindparam("user_id")))
+    .where(Category.id == bindparam("category_id"))
+)
+
+
+def category_with_role(user: User, category_id: int) -> tuple[Category | None, GroupRole | None]:
+    """The category and `category_role` of the user in it, in one query (None: no such
+    category)."""
+    rows = db.session.execute(_CATEGORY_WITH_ROLE,
+                              {"user_id": user.id, "category_id": category_id}).all()
+    if not rows:
+        return None, None
+    roles = [role for _, role in rows if role is not None]
+    return rows[0][0], max(roles, key=lambda r: r.rank, default=None)
 
 
 def can_view_category(user: User, category: Category) -> bool:
@@ -100,11 +122,12 @@ def title_cursor(after: str | int | None) -> tuple[int, str] | None:
     return int(number), title
 
 
-def can_upload_to(user: User, category: Category) -> bool:
-    """Course contributors and managers add media to it; editors and above anywhere."""
+def can_upload_to(user: User, category: Category, role: GroupRole | None = None) -> bool:
+    """Course contributors and managers add media to it; editors and above anywhere.
+    `role`: the user's in this category, when already known."""
     if user.has_global_role(GlobalRole.EDITOR):
         return True
-    role = category_role(user, category)
+    role = role or category_role(user, category)
     return role is not None and role.rank >= GroupRole.CONTRIBUTOR.rank
 
 

@@ -65,7 +65,8 @@ def _text(value: Any) -> Any:
     """Cap a string's length and strip control characters (log injection)."""
     if not isinstance(value, str):
         return value
-    value = "".join(c if c.isprintable() else " " for c in value)
+    if not value.isprintable():  # most values are: no copy character by character
+        value = "".join(c if c.isprintable() else " " for c in value)
     return value if len(value) <= MAX_VALUE else value[:MAX_VALUE] + "…"
 
 

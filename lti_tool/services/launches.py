@@ -13,7 +13,7 @@ import jwt
 from flask import after_this_request, g, has_request_context
 from pylti1p3.contrib.flask import FlaskMessageLaunch
 from pylti1p3.exception import LtiException
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..errors import LaunchError
 from ..extensions import cache, db
@@ -200,7 +200,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             raise LaunchError("malformed_token", "The id_token's audience is not a string.",
                               detail="aud is not a string.")
         try:
-            self.platform = find_platform(body.get("iss"), client_id)
+            self.platform = find_platform(body.get("iss"), client_id, role_mappings=True)
         except LaunchError as e:
             e.details.update(iss=body.get("iss"), client_id=client_id)
             raise
@@ -302,15 +302,20 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         if not nonce or not isinstance(nonce, str):
             raise LaunchError("nonce_mismatch", "The id_token has no nonce.", detail="no nonce")
         used_key = USED_NONCE_KEY + hashlib.sha256(nonce.encode()).hexdigest()
-        if cache.get(used_key):
-            raise LaunchError("nonce_replay", "This id_token was already used.")
+        replay = LaunchError("nonce_replay", "This id_token was already used.")
+        # A used nonce is looked up only when the launch fails anyway: a login record that is
+        # still there has not been consumed, so its own nonce cannot have been used.
         if self._login is None:
+            if cache.get(used_key):
+                raise replay
             raise LaunchError(
                 "state_missing",
                 "The login behind this launch is unknown or expired.",
                 detail="the login expired or was never made here",
             )
         if self._login["nonce"] != nonce or self._login["platform_id"] != self.platform.id:
+            if cache.get(used_key):
+                raise replay
             raise LaunchError(
                 "nonce_mismatch",
                 "The nonce is not the one issued for this login.",
@@ -318,7 +323,7 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             )
         # Consume only now, after the signature is good: a forged token cannot burn a nonce.
         if not cache.delete(LOGIN_KEY + state):
-            raise LaunchError("nonce_replay", "This id_token was already used.")
+            raise replay
         cache.set(used_key, 1, timeout=USED_NONCE_TTL)
         return self
 
@@ -417,18 +422,21 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
                                               provisioned.user, provisioned.roles)
     if roster_job is not None:
         _dispatch_after_commit(roster_job)
-    entry = LTILaunchLog(
-        platform_id=platform.id,
-        user_id=provisioned.user.id,
-        resource_link_id=provisioned.resource_link_id,
-        launch_type=LaunchType.DEEP_LINKING if deep_linking else LaunchType.RESOURCE_LINK,
-        success=True,
-        claims=sanitize(body),
-        ip_address=ip,
-    )
-    db.session.add(entry)
-    db.session.flush()
-    return LaunchResult(provisioned, platform, message.get_launch_id(), deep_linking, entry.id)
+    db.session.flush()  # what provisioning changed on the user's row, before the log entry
+    log_id = db.session.execute(_LOG_SUCCESS, {
+        "platform_id": platform.id,
+        "user_id": provisioned.user.id,
+        "resource_link_id": provisioned.resource_link_id,
+        "launch_type": LaunchType.DEEP_LINKING if deep_linking else LaunchType.RESOURCE_LINK,
+        "success": True,
+        "claims": sanitize(body),
+        "ip_address": ip,
+    }).scalar_one()
+    return LaunchResult(provisioned, platform, message.get_launch_id(), deep_linking, log_id)
+
+
+# A statement, not an object: the unit of work would cost more than the row.
+_LOG_SUCCESS = insert(LTILaunchLog.__table__).returning(LTILaunchLog.__table__.c.id)
 
 
 def _dispatch_after_commit(job: Job) -> None:

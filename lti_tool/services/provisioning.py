@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import LaunchError
@@ -64,11 +64,12 @@ def _str(value: Any, limit: int = 255) -> str:
 def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned:
     """Create or update everything a validated launch implies, in the caller's transaction."""
     now = datetime.now(UTC)
-    roles = launch_roles(data, platform)
+    loaded = "role_mappings" not in inspect(platform).unloaded  # with the platform: see launches
+    roles = launch_roles(data, platform, platform.role_mappings if loaded else None)
     user, created = _user(platform, data, roles, now)
-    category, group = _course(platform, data.get(c.CONTEXT))
+    category, group, membership = _course(platform, data.get(c.CONTEXT), user.id)
     if group is not None:
-        _membership(platform, group, user, roles.group_role)
+        _membership(platform, group, user, roles.group_role, membership)
     link_id = media_id = None
     missing = False
     if data.get(c.MESSAGE_TYPE) == c.RESOURCE_LINK_REQUEST:
@@ -76,15 +77,18 @@ def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned
     return Provisioned(user, roles, category, group, link_id, media_id, created, missing)
 
 
-def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None) -> MappedRoles:
+def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None,
+                 mappings: list[LTIRoleMapping] | None = None) -> MappedRoles:
     """The roles of a launch's claims under the platform's role mappings and the defaults.
 
     The one mapping used both to provision and to decide who sees a failed launch's fix.
+    `mappings`: the platform's, when already loaded.
     """
     values = (data or {}).get(c.ROLES)
-    mappings = () if platform is None else db.session.scalars(
-        select(LTIRoleMapping).where(LTIRoleMapping.platform_id == platform.id)
-    ).all()
+    if mappings is None:
+        mappings = [] if platform is None else db.session.scalars(
+            select(LTIRoleMapping).where(LTIRoleMapping.platform_id == platform.id)
+        ).all()
     return map_roles(values if isinstance(values, list) else [], mappings)
 
 
@@ -144,24 +148,33 @@ def user_changes(platform: LTIPlatform, user: Any, profile: Profile,
     return changes
 
 
+# The statements of every returning launch, built once (SQLAlchemy keeps their cache keys).
+_USER_BY_SUB = (
+    select(LTIUserMapping, User)
+    .join(User, User.id == LTIUserMapping.user_id)
+    .where(LTIUserMapping.platform_id == bindparam("platform_id"),
+           LTIUserMapping.lti_user_id == bindparam("sub"))
+)
+_MAPPING_SEEN = (
+    update(LTIUserMapping)
+    .where(LTIUserMapping.id == bindparam("mapping_id"))
+    .values(last_login=bindparam("now"),
+            **{k: bindparam(f"new_{k}") for k in ("email", "given_name", "family_name", "name")})
+    .execution_options(synchronize_session=False)
+)
+
+
 def _user(
     platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime
 ) -> tuple[User, bool]:
     sub = data["sub"]
     profile = Profile.from_claims(data)
-    row = db.session.execute(
-        select(LTIUserMapping, User)
-        .join(User, User.id == LTIUserMapping.user_id)
-        .where(LTIUserMapping.platform_id == platform.id, LTIUserMapping.lti_user_id == sub)
-    ).first()
+    row = db.session.execute(_USER_BY_SUB, {"platform_id": platform.id, "sub": sub}).first()
     if row is not None:
         mapping, user = row
-        db.session.execute(
-            update(LTIUserMapping)
-            .where(LTIUserMapping.id == mapping.id)
-            .values(last_login=now, **profile.cached())
-            .execution_options(synchronize_session=False)
-        )
+        db.session.execute(_MAPPING_SEEN, {
+            "mapping_id": mapping.id, "now": now,
+            **{f"new_{k}": v for k, v in profile.cached().items()}})
         for key, value in user_changes(platform, user, profile, roles).items():
             setattr(user, key, value)
         return user, False
@@ -304,47 +317,64 @@ def _insert_user(base: str, **values) -> int:
 # Courses
 
 
+UNKNOWN: Any = object()  # a membership not looked up yet
+
+
 def _course(
-    platform: LTIPlatform, context: Any
-) -> tuple[Category | None, RBACGroup | None]:
+    platform: LTIPlatform, context: Any, user_id: int
+) -> tuple[Category | None, RBACGroup | None, RBACMembership | None]:
+    """The course's category and group, made if need be, and the user's membership of the
+    group (None: not a member; UNKNOWN: not looked up)."""
     if not isinstance(context, dict) or not context.get("id"):
-        return None, None
+        return None, None, None
     context_id = str(context["id"])[:255]
     title = _str(context.get("title")) or _str(context.get("label")) or f"Course {context_id}"
-    category, group = _find_course(platform, context_id)
+    category, group, membership = _find_course(platform, context_id, user_id)
     if category is None or group is None:
         if not platform.auto_create_categories:
-            return category, group
+            return category, group, UNKNOWN
         category, group = _create_course(platform, context_id, title)
+        membership = UNKNOWN
     if category.title != title:
         category.title = title
     if group.name != title:
         group.name = title
-    return category, group
+    return category, group, membership
+
+
+_COURSE = (
+    select(Category, RBACGroup, RBACMembership)
+    .select_from(Category)
+    .outerjoin(
+        RBACGroup,
+        (RBACGroup.platform_id == Category.platform_id)
+        & (RBACGroup.lti_context_id == Category.lti_context_id),
+    )
+    .outerjoin(
+        RBACMembership,
+        (RBACMembership.rbac_group_id == RBACGroup.id)
+        & (RBACMembership.user_id == bindparam("user_id")),
+    )
+    .where(Category.platform_id == bindparam("platform_id"),
+           Category.lti_context_id == bindparam("context_id"))
+)
 
 
 def _find_course(
-    platform: LTIPlatform, context_id: str
-) -> tuple[Category | None, RBACGroup | None]:
-    """The course's category and group, in one query (either may be missing)."""
-    row = db.session.execute(
-        select(Category, RBACGroup)
-        .select_from(Category)
-        .outerjoin(
-            RBACGroup,
-            (RBACGroup.platform_id == Category.platform_id)
-            & (RBACGroup.lti_context_id == Category.lti_context_id),
-        )
-        .where(Category.platform_id == platform.id, Category.lti_context_id == context_id)
-    ).first()
+    platform: LTIPlatform, context_id: str, user_id: int | None = None
+) -> tuple[Category | None, RBACGroup | None, RBACMembership | None]:
+    """The course's category and group, and the membership of `user_id`, in one query (any
+    may be missing; the membership is UNKNOWN when the group is)."""
+    row = db.session.execute(_COURSE, {"platform_id": platform.id, "context_id": context_id,
+                                       "user_id": user_id}).first()
     if row is not None and row[1] is not None:
-        return row[0], row[1]
+        return row[0], row[1], row[2]
     group = db.session.scalar(
         select(RBACGroup).where(
             RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
         )
     )
-    return (row[0] if row else None), group
+    return (row[0] if row else None), group, UNKNOWN
 
 
 def _create_course(platform: LTIPlatform, context_id: str, title: str):
@@ -358,7 +388,7 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
             .values(platform_id=platform.id, lti_context_id=context_id, created_at=now, **values)
             .on_conflict_do_nothing(index_elements=["platform_id", "lti_context_id"])
         )
-    category, group = _find_course(platform, context_id)
+    category, group, _ = _find_course(platform, context_id)
     db.session.execute(
         _insert(rbac_group_category)
         .values(rbac_group_id=group.id, category_id=category.id)
@@ -368,18 +398,21 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
 
 
 def _membership(
-    platform: LTIPlatform, group: RBACGroup, user: User, role: GroupRole
+    platform: LTIPlatform, group: RBACGroup, user: User, role: GroupRole,
+    membership: RBACMembership | None = UNKNOWN,
 ) -> None:
     """Join the user to the course group; with auto_sync_roles the role follows the LMS.
 
     A membership a roster sync made becomes the launch's: the role a launch sets is the one a
     later sync will not lower (Moodle's NRPS calls a non-editing teacher a Learner).
+    `membership`: the user's, when already looked up (None: there is none).
     """
-    membership = db.session.scalar(
-        select(RBACMembership).where(
-            RBACMembership.rbac_group_id == group.id, RBACMembership.user_id == user.id
+    if membership is UNKNOWN:
+        membership = db.session.scalar(
+            select(RBACMembership).where(
+                RBACMembership.rbac_group_id == group.id, RBACMembership.user_id == user.id
+            )
         )
-    )
     if membership is None:
         db.session.execute(
             _insert(RBACMembership)
@@ -395,6 +428,25 @@ def _membership(
 
 
 # Resource links
+
+
+def _link_counted(*columns: str):
+    """The UPDATE counting a launch on its link and setting `columns`, built once."""
+    table = LTIResourceLink.__table__
+    return (
+        update(table)
+        .where(*(table.c[name] == bindparam(f"key_{name}")
+                 for name in ("platform_id", "context_id", "resource_link_id")))
+        .values(launch_count=table.c.launch_count + 1,
+                **{name: bindparam(f"new_{name}") for name in columns})
+        .returning(table.c.id, table.c.media_id)
+    )
+
+
+_LINK_COLUMNS = ("context_title", "context_label", "resource_link_title", "category_id",
+                 "rbac_group_id", "last_launch")
+_LINK_COUNTED = _link_counted(*_LINK_COLUMNS)
+_LINK_COUNTED_WITH_MEDIA = _link_counted(*_LINK_COLUMNS, "media_id")
 
 
 def _resource_link(
@@ -431,10 +483,8 @@ def _resource_link(
         values["media_id"] = media_id
     table = LTIResourceLink.__table__
     row = db.session.execute(
-        update(table)
-        .where(*(table.c[name] == value for name, value in key.items()))
-        .values(launch_count=table.c.launch_count + 1, **values)
-        .returning(table.c.id, table.c.media_id)
+        _LINK_COUNTED_WITH_MEDIA if media_id is not None else _LINK_COUNTED,
+        {f"key_{k}": v for k, v in key.items()} | {f"new_{k}": v for k, v in values.items()},
     ).first()
     if row is None:
         stmt = _insert(table).values(created_at=now, launch_count=1, **key, **values)

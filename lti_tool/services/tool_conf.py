@@ -15,7 +15,8 @@ from pylti1p3.contrib.flask import (
 from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
 
 from ..errors import LaunchError
 from ..extensions import cache, db
@@ -26,8 +27,20 @@ from . import keys
 LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
 
 
-def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
+# Built once: each launch and login runs them (SQLAlchemy keeps a built statement's cache key).
+_PLATFORM_BY_ISSUER = select(LTIPlatform).where(
+    LTIPlatform.platform_id == bindparam("issuer")).limit(2)
+_PLATFORM = _PLATFORM_BY_ISSUER.where(LTIPlatform.client_id == bindparam("client_id"))
+_PLATFORM_WITH_MAPPINGS = _PLATFORM.options(joinedload(LTIPlatform.role_mappings)) \
+    .execution_options(populate_existing=True)
+
+
+def find_platform(issuer: str | None, client_id: str | None, *,
+                  role_mappings: bool = False) -> LTIPlatform:
     """The registration for an issuer and client ID, refusing unknown and inactive ones.
+
+    With `role_mappings` (a launch) the platform's role mappings come in the same query, read
+    afresh.
 
     Without a client ID (a login that did not send one) the issuer must have exactly one
     registration. Raises LaunchError `unknown_platform`, `platform_inactive` or
@@ -35,10 +48,9 @@ def find_platform(issuer: str | None, client_id: str | None) -> LTIPlatform:
     """
     if not issuer:
         raise LaunchError("malformed_token", "The request names no issuer (iss).")
-    query = select(LTIPlatform).where(LTIPlatform.platform_id == issuer)
-    if client_id:
-        query = query.where(LTIPlatform.client_id == client_id)
-    found = list(db.session.scalars(query.limit(2)))
+    query = (_PLATFORM_WITH_MAPPINGS if role_mappings and client_id
+             else _PLATFORM if client_id else _PLATFORM_BY_ISSUER)
+    found = list(db.session.scalars(query, {"issuer": issuer, "client_id": client_id}).unique())
     if not found:
         who = f"issuer {issuer!r}" + (f" with client ID {client_id!r}" if client_id else "")
         raise LaunchError("unknown_platform", f"No platform is registered for {who}.")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from ..extensions import db
+from ..extensions import cache, db
 from ..models import LTIPlatform
 from . import audit, jobs, jwks
 
@@ -32,6 +32,14 @@ def remove_abandoned_uploads(context: jobs.Context) -> None:
         current_app.config["MEDIA_ROOT"],
         timedelta(hours=current_app.config["UPLOAD_EXPIRY_HOURS"]))
     log.info("Removed %d abandoned uploads", removed)
+
+
+@jobs.handler("cache.sweep", queue=jobs.SHORT)
+def sweep_file_cache(context: jobs.Context) -> None:
+    """The file cache's expired entries go (launch states, used nonces); Redis expires its own."""
+    sweep = getattr(cache.cache, "sweep", None)
+    if sweep is not None:
+        log.info("Removed %d expired cache entries", sweep())
 
 
 @jobs.handler("jobs.forget", queue=jobs.SHORT)
