@@ -41,6 +41,7 @@ from ..models import (
     RosterSync,
     User,
 )
+from .accounts import Profile, create_users, dialect_insert, user_changes
 from .nrps_reader import (  # noqa: F401 (the reading API, used through this module too)
     ACCEPT,
     Member,
@@ -53,7 +54,6 @@ from .nrps_reader import (  # noqa: F401 (the reading API, used through this mod
     with_limit,
 )
 from .platform_tokens import ServiceError
-from .provisioning import Profile, _insert, create_users, user_changes
 from .roles import MappedRoles, map_roles
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class _Run:
                changes: list[dict[str, Any]]) -> None:
         if joins:  # executemany: compiled once per sync, not per page
             db.session.execute(
-                _insert(RBACMembership.__table__)
+                dialect_insert(RBACMembership.__table__)
                 .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"]), joins)
         for role, ids in roles.items():
             db.session.execute(update(RBACMembership).where(RBACMembership.id.in_(ids))

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from ..models import LTIPlatform
 from . import platform_tokens, platforms
+from .accounts import Profile
 from .platform_tokens import NRPS_SCOPE
-from .provisioning import Profile
 
 log = logging.getLogger(__name__)
 
