@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import delete_redis_keys, fresh_database  # noqa: E402
 from launch_bench import BenchPlatform, login_params  # noqa: E402
 
 TOOL = "http://localhost"
@@ -258,30 +259,6 @@ def _expect(response, status: int, step: str) -> None:
 # Setup
 
 
-@contextlib.contextmanager
-def database(url: str | None, instance: Path) -> Iterator[str]:
-    """A SQLite file in the instance folder, or a fresh PostgreSQL database dropped at the end."""
-    if not url:
-        yield f"sqlite:///{instance / 'lti_tool.sqlite3'}"
-        return
-    import sqlalchemy as sa
-
-    from lti_tool.config import database_url
-
-    admin = sa.create_engine(database_url(url), isolation_level="AUTOCOMMIT")
-    if admin.dialect.name != "postgresql":
-        raise SystemExit("--database-url must be a postgresql:// URL")
-    name = f"launch_profile_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def make_app(database_url: str, instance: Path, redis_url: str | None, prefix: str):
     for name in TOOL_ENV:
         os.environ.pop(name, None)
@@ -313,18 +290,6 @@ def register(app, platform: BenchPlatform) -> None:
         db.session.commit()
         db.session.remove()
     platform.redirect_uris.add(f"{TOOL}/lti/launch")
-
-
-def delete_redis_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start:start + 1000])
-    finally:
-        client.close()
 
 
 # Report
@@ -399,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     prefix = f"launch_profile:{secrets.token_hex(4)}:"
     platform = BenchPlatform()
     try:
-        with database(args.database_url, tmp / "instance") as url:
+        with fresh_database(args.database_url, tmp / "instance" / "lti_tool.sqlite3",
+                            "launch_profile") as url:
             run(args, tmp / "instance", url, prefix, platform)
     finally:
         platform.close()
