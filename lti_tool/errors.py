@@ -187,26 +187,26 @@ def _cache_unavailable(error: Exception):
                 request.path, type(error).__name__, " ".join(str(error).split())[:200])
     if request.blueprint == "launch":
         session.clear()
-        platform = _launch_platform()
+        token_claims = _unverified_claims()
+        platform = _launch_platform(token_claims)
         allow_framing_by(*platforms.frame_origins(platform))
         if platform is not None and request.endpoint in ("launch.login", "launch.launch"):
             failure = LaunchError("tool_unavailable", "The shared cache (Redis) did not answer: "
                                   f"{type(error).__name__}.", detail=f"{type(error).__name__}.")
             failure.platform = platform
-            failure.claims = _unverified_claims()
+            failure.claims = token_claims
             message_type = failure.claims.get(claims.MESSAGE_TYPE)
             failure.deep_linking = message_type == claims.DEEP_LINKING_REQUEST
             launches.log_failure(failure, request.remote_addr)
     return _http_error(ServiceUnavailable(retry_after=RETRY_AFTER))
 
 
-def _launch_platform():
-    """The platform a login (its iss and client_id) or a launch (its unverified id_token) names,
-    if registered: only to frame the error page and file the failure under it."""
+def _launch_platform(claims: dict):
+    """The platform a login (its iss and client_id) or a launch (its unverified id_token's
+    `claims`) names, if registered: only to frame the error page and file the failure under it."""
     from .services.claims import client_id
     from .services.tool_conf import find_platform
 
-    claims = _unverified_claims()
     issuer = claims.get("iss") or request.values.get("iss")
     client = client_id(claims) if claims else request.values.get("client_id")
     if not isinstance(issuer, str) or not isinstance(client, str | None):
