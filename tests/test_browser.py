@@ -63,7 +63,62 @@ def chrome(block_cookies_of: tuple[str, str] | None = None, one_process: bool = 
         options.add_experimental_option("prefs", {
             "profile.content_settings.exceptions.cookies": {f"{tool},{lms}": {"setting": 2}},
         })
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver._switch_to = FramePath(driver)
+    return driver
+
+
+def _frame_switcher():
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.switch_to import SwitchTo
+    from selenium.webdriver.remote.webelement import WebElement
+
+    class FramePath(SwitchTo):
+        """`driver.switch_to` that remembers which iframes (by id or name) the test went into.
+
+        A cross-site iframe's navigation swaps its renderer process, and chromedriver then at
+        times falls back to the top page on its own; `back_into_frames` goes in again.
+        """
+
+        def __init__(self, driver):
+            super().__init__(driver)
+            self.path: list[tuple[str, str]] = []
+
+        def frame(self, frame_reference):
+            if isinstance(frame_reference, WebElement):
+                if name := frame_reference.get_attribute("id"):
+                    locator = (By.ID, name)
+                else:
+                    locator = (By.NAME, frame_reference.get_attribute("name"))
+            else:
+                locator = (By.NAME, str(frame_reference))
+            super().frame(frame_reference)
+            self.path.append(locator)
+
+        def default_content(self):
+            super().default_content()
+            self.path = []
+
+        def parent_frame(self):
+            super().parent_frame()
+            self.path = self.path[:-1]
+
+        def dropped(self) -> bool:
+            """Whether chromedriver fell back to the top page from the remembered iframes."""
+            return bool(self.path) and self._driver.execute_script("return window === window.top")
+
+        def back_into_frames(self) -> None:
+            """Into the remembered iframes again if chromedriver dropped to the top page."""
+            if not self.dropped():
+                return
+            path, self.path = self.path, []
+            for locator in path:
+                self.frame(self._driver.find_element(*locator))
+
+    return FramePath
+
+
+FramePath = _frame_switcher()
 
 
 @pytest.fixture
@@ -87,15 +142,20 @@ def browser_factory(request, tool_url):
 
 
 def wait_for_text(driver, text: str, seconds: float = 20) -> str:
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def shown(d) -> bool:
+        d.switch_to.back_into_frames()
+        # The top page read by a drop during the read does not count.
+        return text in d.find_element(By.TAG_NAME, "body").text and not d.switch_to.dropped()
+
     try:
-        # A page that moves on (the picker's auto-posted answer) replaces the body being read.
-        WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda d: text in d.find_element(By.TAG_NAME, "body").text
-        )
+        # A page that moves on (the picker's auto-posted answer, the launch's redirects) replaces
+        # the body being read: chromedriver says stale element, or "Node with given id does not
+        # belong to the document"; the next poll reads the new page.
+        WebDriverWait(driver, seconds, ignored_exceptions=(WebDriverException,)).until(shown)
     except TimeoutException:
         where = driver.execute_script("return location.href")
         shown = driver.find_element(By.TAG_NAME, "body").text
