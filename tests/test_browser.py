@@ -172,14 +172,26 @@ def assert_no_policy_violations(driver) -> None:
 
 def test_a_student_opens_the_tool_inside_the_course_page(browser_factory, site_lms, tool_url):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser_factory()
     driver.get(f"{site_lms.issuer}/course")
     driver.switch_to.frame(driver.find_element(By.ID, "tool"))
     text = wait_for_text(driver, "No media in this course yet.")
     assert "Modern History" in text and "Add media" not in text
-    assert driver.execute_script("return location.href").startswith(f"{tool_url}/media/category/")
+    # The launch answered with the page; the frame's address is the page's own.
+    page = driver.execute_script("return location.href")
+    assert page.startswith(f"{tool_url}/media/category/")
     assert_no_policy_violations(driver)
+    # Reloading the frame asks for the page again, not for the used launch.
+    driver.execute_script("document.body.dataset.before = 'reload'; location.reload()")
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.body && !document.body.dataset.before"))
+    text = wait_for_text(driver, "No media in this course yet.")
+    assert "Modern History" in text and "refused" not in text.lower()
+    assert driver.execute_script("return location.href") == page
+    assert driver.execute_script("return performance.getEntriesByType('navigation')[0].type") \
+        == "reload"
 
 
 def test_with_third_party_cookies_blocked_the_tool_continues_in_a_new_window(

@@ -19,7 +19,7 @@ def test_home_may_be_framed_by_registered_platforms(browser, lms):
 
 def test_inside_the_lms_home_goes_to_the_course(browser, lms):
     landing = lms.launch(browser)
-    course = landing.headers["Location"]
+    course = landing.headers["Content-Location"]
     assert "/media/category/" in course
     home = browser.get("/")
     assert home.status_code == 303 and home.headers["Location"] == course

@@ -84,7 +84,7 @@ class Launch:
     token: str
     state: str
     response: object = None  # the launch POST's answer
-    landing: object = None  # the page it leads to
+    landing: object = None  # its page, reloaded at its address (Content-Location)
 
 
 def log_in(hosts: Cluster, session, at: str, **claims) -> Launch:
@@ -105,18 +105,21 @@ def log_in(hosts: Cluster, session, at: str, **claims) -> Launch:
 
 
 def post_launch(session, at: str, launch: Launch) -> Launch:
-    """POST the id_token to `at` and, if it is accepted, open the page it leads to."""
+    """POST the id_token to `at` and, if it is accepted (it answers with the student's page),
+    reload that page as a browser would: the new session must hold on whichever host."""
     launch.response = session.post(f"{at}/lti/launch",
                                    data={"id_token": launch.token, "state": launch.state},
                                    allow_redirects=False, timeout=TIMEOUT)
-    if launch.response.status_code == 303:
-        launch.landing = session.get(urljoin(f"{at}/", launch.response.headers["Location"]),
-                                     allow_redirects=False, timeout=TIMEOUT)
+    if launch.response.status_code == 200 and "Content-Location" in launch.response.headers:
+        launch.landing = session.get(
+            urljoin(f"{at}/", launch.response.headers["Content-Location"]),
+            allow_redirects=False, timeout=TIMEOUT)
     return launch
 
 
 def succeeded(launch: Launch) -> bool:
-    return launch.response.status_code == 303 and launch.landing.status_code == 200
+    return (launch.response.status_code == 200 and launch.landing is not None
+            and launch.landing.status_code == 200)
 
 
 def upstreams(response) -> list[str]:
@@ -203,7 +206,7 @@ def test_an_upload_on_one_host_plays_from_the_other(hosts, database):
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)[1]
         headers = {"Tus-Resumable": "1.0.0", "X-CSRFToken": token,
                    "Referer": f"{hosts.public}/media/upload"}
-        category = launch.response.headers["Location"].rsplit("/", 1)[1]  # the course's page
+        category = launch.response.headers["Content-Location"].rsplit("/", 1)[1]  # course page
         details = {"filename": "waves.mp4", "title": "Waves", "visibility": "members",
                    "category": category}
         created = teacher.post(f"{a}/media/uploads/", timeout=TIMEOUT, headers=headers | {

@@ -83,7 +83,7 @@ def test_a_launch_with_an_unknown_deployment_is_captured_with_sanitized_claims(
 
 
 def test_other_refusals_and_successes_are_not_captured(browser, lms, db):
-    assert lms.launch(browser).status_code == 303
+    assert lms.launch(browser).status_code == 200
     lms.platform.active = False
     db.session.commit()
     response = capture_login(browser, lms)
@@ -208,7 +208,7 @@ def test_add_deployment_then_the_same_launch_succeeds(admin, browser, lms, db):
     assert lms.platform.deployment_ids == ["5", "999"]
     assert entries(db)[0].status is InboxStatus.RESOLVED
     assert b"999" not in admin.get("/admin/inbox/").data.split(b'id="refused"')[1]
-    assert lms.launch(browser, deployment_id="999").status_code == 303
+    assert lms.launch(browser, deployment_id="999").status_code == 200
 
 
 def test_approve_a_waiting_registration(admin, lms, browser, db):
@@ -226,7 +226,7 @@ def test_approve_a_waiting_registration(admin, lms, browser, db):
     assert response.status_code == 303
     db.session.expire_all()
     assert lms.platform.active and not lms.platform.registration_pending
-    assert lms.launch(browser).status_code == 303
+    assert lms.launch(browser).status_code == 200
 
 
 def test_dismiss(admin, captured, db):
@@ -286,7 +286,7 @@ def test_platform_approve_on_the_command_line(runner, lms, browser, db):
     assert result.exit_code == 0 and "Approved Test Moodle" in result.output
     db.session.expire_all()
     assert lms.platform.active and not lms.platform.registration_pending
-    assert lms.launch(browser).status_code == 303
+    assert lms.launch(browser).status_code == 200
     again = runner.invoke(args=["platform", "approve", lms.platform.name])
     assert again.exit_code == 2 and "not waiting for approval" in again.output
     assert runner.invoke(args=["platform", "approve", "No such LMS"]).exit_code == 2

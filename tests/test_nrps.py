@@ -38,7 +38,7 @@ def course(nrps_lms, lms, client, db):
     """Course 24 after a teacher's launch carrying the NRPS claim (the queued job not run)."""
     response = lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], name="Ada Teacher",
                           email="ada@example.edu", **{NRPS_CLAIM: nrps_lms.claim("24")})
-    assert response.status_code == 303, response.data[:300]
+    assert response.status_code == 200, response.data[:300]
     group = db.session.scalar(select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
     assert group.memberships_url == nrps_lms.memberships_url("24")
     db.session.execute(Job.__table__.delete())
@@ -161,7 +161,7 @@ def test_a_person_added_by_sync_then_launching_is_the_same_user(nrps_lms, lms, c
     nrps_lms.set_roster([member("318", name="Grace Hopper")])
     nrps.sync(course, trigger="command")
     users = count(db, User)
-    assert lms.launch(client, sub="318", roles=[LEARNER]).status_code == 303
+    assert lms.launch(client, sub="318", roles=[LEARNER]).status_code == 200
     assert count(db, User) == users
     assert roster(db, course)["318"] == (GroupRole.MEMBER, MembershipSource.LAUNCH)
 
@@ -461,7 +461,7 @@ def test_the_job_syncs_and_retries_a_platform_outage(nrps_lms, lms, course, db):
 def test_a_teachers_launch_stores_the_address_and_queues_one_sync_when_stale(
         nrps_lms, lms, client, db):
     claim = {NRPS_CLAIM: nrps_lms.claim("24")}
-    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 303
+    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 200
     group = db.session.scalar(select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
     assert group.memberships_url == nrps_lms.memberships_url("24")
     queued = list(db.session.scalars(select(Job)))
@@ -469,17 +469,17 @@ def test_a_teachers_launch_stores_the_address_and_queues_one_sync_when_stale(
         ("nrps.sync", f"roster:{group.id}", "launch")]
     assert queued[0].dispatched_at is not None  # handed to the workers after the commit
     # a second launch while it waits: still one job
-    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 303
+    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 200
     assert count(db, Job) == 1
     # once synced, launches queue nothing until NRPS_SYNC_MAX_AGE has passed
     assert jobs.run_waiting() == 1
-    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 303
+    assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **claim).status_code == 200
     assert count(db, Job) == 1
 
 
 def test_a_students_launch_stores_the_address_but_queues_nothing(nrps_lms, lms, client, db):
     assert lms.launch(client, sub="318", roles=[LEARNER],
-                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 303
+                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 200
     group = db.session.scalar(select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
     assert group.memberships_url == nrps_lms.memberships_url("24")
     assert count(db, Job) == 0
@@ -493,7 +493,7 @@ def test_a_stale_course_is_synced_again_after_a_teachers_launch(nrps_lms, lms, c
     course.roster_synced_at = datetime.now(UTC) - timedelta(hours=2)
     db.session.commit()
     assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR],
-                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 303
+                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 200
     assert count(db, Job) == 1
 
 
@@ -505,7 +505,7 @@ def test_a_stale_course_is_synced_again_after_a_teachers_launch(nrps_lms, lms, c
 ])
 def test_a_memberships_url_off_the_platforms_hosts_is_refused(nrps_lms, lms, client, db, url):
     assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR], **{NRPS_CLAIM: {
-        "context_memberships_url": url, "service_versions": ["2.0"]}}).status_code == 303
+        "context_memberships_url": url, "service_versions": ["2.0"]}}).status_code == 200
     group = db.session.scalar(select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
     assert group.memberships_url is None
     assert count(db, Job) == 0
@@ -520,7 +520,7 @@ def test_no_address_is_kept_when_the_platform_has_nrps_off(nrps_lms, lms, client
     lms.platform.enable_nrps = False
     db.session.commit()
     assert lms.launch(client, sub=TEACHER, roles=[INSTRUCTOR],
-                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 303
+                      **{NRPS_CLAIM: nrps_lms.claim("24")}).status_code == 200
     group = db.session.scalar(select(RBACGroup).where(RBACGroup.lti_context_id == "24"))
     assert group.memberships_url is None and count(db, Job) == 0
 

@@ -1,16 +1,19 @@
 """LTI endpoints: OIDC login, the launch (redirect URI of every message type), the tool's JWKS."""
 
+import io
+
 from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     jsonify,
-    redirect,
     render_template,
     request,
     session,
     url_for,
 )
+from flask.ctx import RequestContext
 from flask_login import login_user
 
 from ..errors import LaunchError
@@ -47,7 +50,7 @@ def login():
 
 @bp.post("/launch")
 def launch():
-    """Validate the id_token, provision, sign the user in afresh and send them on."""
+    """Validate the id_token, provision, sign the user in afresh and show their page."""
     if (page := _storage_read_back()) is not None:
         return page
     storage_login = _storage_login_record()  # read before the launch consumes it
@@ -69,8 +72,8 @@ def launch():
         session["course_id"] = result.provisioned.category.id
     allow_framing_by(*session["frame_origins"])
     if storage_login is not None:
-        return _landing_in_place(_destination(result), storage_login)
-    return redirect(_destination(result), 303)
+        return _storage_landing(_destination(result), storage_login)
+    return _page_in_place(_destination(result))
 
 
 def _storage_read_back():
@@ -98,15 +101,42 @@ def _storage_login_record() -> dict | None:
     return cache.get(oidc.LOGIN_KEY + (request.form.get("state") or "")) or None
 
 
-def _landing_in_place(url: str, login: dict):
-    """The landing page in the launch's own response: after a Platform Storage launch the
-    browser may keep none of the tool's cookies, so a redirect would find no session."""
+def _page_in_place(url: str, remember: bool = True):
+    """The page at `url` (a GET of this tool) as the launch's own response.
+
+    A 303 to it would cost the browser, the proxy and a worker a whole request more. The page is
+    rendered in a request context of its own (its path, arguments, endpoint), sharing the
+    launch's session and signed-in user, and says where it lives: `Content-Location`, and with
+    `remember` a `history.replaceState` in the page, so that reloading the frame asks for the
+    page and not for the used launch again.
+    """
+    path, _, query = url.partition("?")
+    root = request.script_root
+    environ = {**request.environ, "REQUEST_METHOD": "GET", "QUERY_STRING": query,
+               "PATH_INFO": path[len(root):] if root and path.startswith(root) else path,
+               "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
+    environ.pop("CONTENT_TYPE", None)
+    # The launch's session, with the new sign-in in it.
+    page = RequestContext(current_app._get_current_object(), environ,
+                          session=session._get_current_object())
+    if remember:
+        g.page_address = url
+    with page:
+        try:
+            answer = current_app.preprocess_request() or current_app.dispatch_request()
+        except Exception as error:  # the page's own error page (403, 404, ...), at its address
+            answer = current_app.handle_user_exception(error)
+        response = current_app.make_response(answer)
+    response.headers["Content-Location"] = url
+    return response
+
+
+def _storage_landing(url: str, login: dict):
+    """The landing page after a Platform Storage launch: the browser may keep none of the
+    tool's cookies, so a redirect would find no session; in the launch's own response."""
     if notice := platform_storage.landing_notice(login):
         flash(notice, "storage")
-    endpoint, args = current_app.create_url_adapter(request).match(url, method="GET")
-    # Rendered as its GET: the launch's own form fields are no answer to the page's forms.
-    request.method = "GET"
-    response = current_app.make_response(current_app.view_functions[endpoint](**args))
+    response = _page_in_place(url, remember=False)
     # No session kept: the browser blocks the tool's cookies here anyway, and a continuation
     # posted into another browser (login CSRF) must not leave it signed in for later.
     session.clear()
