@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from lti_tool import extensions
-from lti_tool.models import GroupRole, LTILaunchLog, LTIRoleMapping, RBACMembership
+from lti_tool.models import GroupRole, LTILaunchLog, LTIPlatform, LTIRoleMapping, RBACMembership
+from lti_tool.services import tool_conf
 
 from .lms import INSTRUCTOR
 
@@ -40,7 +41,7 @@ def test_a_returning_students_round_trip_takes_few_statements(browser, lms, db):
     assert response.status_code == 200 and b"No media in this course yet" in response.data
     with statements(db) as reload:
         assert browser.get(response.headers["Content-Location"]).status_code == 200
-    assert len(login) == 2  # the platform, once per request
+    assert login == [], "the platform an earlier login found: from this process's memory"
     # the platform with its role mappings; user and mapping; course, group and membership;
     # the mapping's last login; the resource link's count; the launch log entry; then the
     # course page it answers with: the course with the user's role, its media (the user is
@@ -95,3 +96,55 @@ def test_a_database_connection_dropped_while_idle_does_not_fail_the_next_request
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     killer.dispose()
     assert lms.launch(browser).status_code == 200
+
+
+# The login's memory of platforms (tool_conf.login_platform)
+
+
+def switched_off_elsewhere(db) -> None:
+    """What another worker or host does: the row changes, this process is not told."""
+    db.session.execute(sa.update(LTIPlatform).values(active=False))
+    db.session.commit()
+
+
+def later(monkeypatch, seconds: float) -> None:
+    now = tool_conf.time.monotonic() + seconds
+    monkeypatch.setattr(tool_conf.time, "monotonic", lambda: now)
+
+
+def test_a_platform_switched_off_here_refuses_the_next_login_at_once(browser, lms, db):
+    assert lms.launch(browser).status_code == 200
+    lms.platform.active = False
+    db.session.commit()
+    refused = lms.login(browser).response
+    assert refused.status_code == 403 and b"switched off" in refused.data
+
+
+def test_a_platform_switched_off_elsewhere_is_refused_by_the_launch_then_the_login(
+        browser, lms, db, monkeypatch):
+    assert lms.launch(browser).status_code == 200
+    switched_off_elsewhere(db)
+    # For a few seconds logins still go on to the LMS; the launch reads the platform afresh.
+    login = lms.login(browser)
+    assert login.params, "the login went on to the LMS"
+    response = lms.launch(browser, login=login)
+    assert response.status_code == 403 and b"switched off" in response.data
+    later(monkeypatch, tool_conf.LOGIN_MEMORY_SECONDS + 0.1)
+    refused = lms.login(browser).response
+    assert refused.status_code == 403 and b"switched off" in refused.data
+    db.session.expire_all()
+    categories = [e.error_category for e in db.session.scalars(
+        sa.select(LTILaunchLog).where(LTILaunchLog.success.is_(False)).order_by(LTILaunchLog.id))]
+    assert categories == ["platform_inactive", "platform_inactive"]
+
+
+def test_a_deployment_added_elsewhere_is_let_in_at_once(browser, lms, db):
+    assert lms.launch(browser).status_code == 200
+    db.session.execute(sa.update(LTIPlatform).values(deployment_ids=["5", "7"]))
+    db.session.commit()
+    lms.deployment_id = "7"
+    with statements(db) as login:
+        made = lms.login(browser)
+    assert made.params, "a deployment the memory does not know: read afresh, allowed"
+    assert len(login) == 1
+    assert lms.launch(browser, login=made, deployment_id="7").status_code == 200

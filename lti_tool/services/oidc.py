@@ -15,7 +15,7 @@ from ..extensions import cache
 from ..models import LTIPlatform
 from ..security import csp_nonce
 from . import platform_storage
-from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
+from .tool_conf import LTIContext, ToolSessionService, login_platform
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
 LOGIN_KEY = "lti-login:"
@@ -132,9 +132,8 @@ def start_login(ctx: LTIContext, params: dict[str, str | None], launch_url: str)
 def _start_login(ctx: LTIContext, params: dict[str, str], launch_url: str):
     if not params.get("iss"):
         raise LaunchError("missing_claim", "The login request has no 'iss'.", claim="iss")
-    platform = find_platform(params["iss"], params.get("client_id"))
-    if deployment_id := params.get("lti_deployment_id"):
-        check_deployment(platform, deployment_id)
+    platform = login_platform(params["iss"], params.get("client_id"),
+                              params.get("lti_deployment_id"))
     if not params.get("login_hint"):
         error = LaunchError("missing_claim", "The login has no 'login_hint'.", claim="login_hint")
         error.platform = platform
