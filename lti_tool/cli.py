@@ -222,10 +222,7 @@ def platform_disable(name: str) -> None:
 @click.argument("name")
 def platform_approve(name: str) -> None:
     """Approve platform NAME's dynamic registration, waiting in the inbox: it becomes active."""
-    try:
-        platform = platforms.get_platform_by_name(name)
-    except ValidationError as e:
-        raise _bad(e, {"name": "NAME"}) from None
+    platform = _platform(name)
     if not platform.registration_pending or platform.active:
         raise click.BadParameter(f"{platform.name} is not waiting for approval.",
                                  param_hint="NAME")
@@ -235,11 +232,16 @@ def platform_approve(name: str) -> None:
     click.echo(f"Approved {platform.name}: its launches are accepted now.")
 
 
-def _set_active(name: str, active: bool) -> None:
+def _platform(name: str, option: str = "NAME"):
+    """The platform called `name`, or BadInput naming the argument or option that gave it."""
     try:
-        platform = platforms.get_platform_by_name(name)
+        return platforms.get_platform_by_name(name)
     except ValidationError as e:
-        raise _bad(e, {"name": "NAME"}) from None
+        raise _bad(e, {"name": option}) from None
+
+
+def _set_active(name: str, active: bool) -> None:
+    platform = _platform(name)
     platforms.set_active(platform, active)
     db.session.commit()
     click.echo(f"{platform.name} is {'active' if active else 'switched off'}.")
@@ -264,10 +266,7 @@ def platform_unmap_role(name: str, lti_role: str) -> None:
 @click.argument("name")
 def platform_remove(name: str) -> None:
     """Delete platform NAME with its resource links, user and role mappings and launch logs."""
-    try:
-        platform = platforms.get_platform_by_name(name)
-    except ValidationError as e:
-        raise _bad(e, {"name": "NAME"}) from None
+    platform = _platform(name)
     removed = platforms.remove_platform(platform)
     db.session.commit()
     details = ", ".join(f"{count} {label}" for label, count in removed.items())
@@ -495,10 +494,7 @@ nrps_cli = AppGroup("nrps", help="Course rosters from the platforms (Names and R
 def _nrps_courses(platform_name: str | None, context_id: str | None) -> list:
     """The courses to sync: BadInput (one line, exit 2) for an unknown platform or context."""
     if platform_name is not None:
-        try:
-            platform = platforms.get_platform_by_name(platform_name)
-        except ValidationError as e:
-            raise _bad(e, {"name": "--platform"}) from None
+        platform = _platform(platform_name, "--platform")
         if not platform.enable_nrps:
             raise BadInput(f"roster sync (Names and Roles) is switched off for {platform.name!r}",
                            param_hint="'--platform'")
