@@ -133,7 +133,7 @@ def test_without_a_mapping_a_learner_sees_no_fix(browser, lms, db):
 
 
 def test_the_expiry_fix_names_the_leeway_the_check_uses(browser, lms, db):
-    from lti_tool.services.launches import LEEWAY
+    from lti_tool.services.message_launch import LEEWAY
 
     now = int(time.time())
     response = lms.launch(browser, iat=now - 3 * LEEWAY, exp=now - 2 * LEEWAY,

@@ -8,7 +8,7 @@ from string import Formatter
 from urllib.parse import urlsplit
 
 from ..models import LTIPlatform
-from .launches import LEEWAY
+from .message_launch import LEEWAY
 
 MOODLE_TOOL_FORM = (
     "Moodle's External tool configuration (Site administration > Plugins > Activity modules > "
