@@ -27,5 +27,10 @@ def newest_first(query: Select, model: Any, cursor: int | None, size: int):
     rows = db.session.scalars(
         query.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1)
     ).unique().all()
+    return page_of(rows, size)
+
+
+def page_of(rows: list, size: int) -> tuple[list, int | None]:
+    """The first `size` of `size + 1` rows read, and the next page's cursor if there is one."""
     items = list(rows[:size])
     return items, (items[-1].id if len(rows) > size else None)
