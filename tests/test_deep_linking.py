@@ -209,6 +209,13 @@ def test_the_picker_post_needs_its_csrf_token(browser, lms, db, library):
     assert b'name="JWT"' not in response.data
 
 
+def test_the_picker_a_launch_answers_with_posts_to_itself(browser, lms, db):
+    url, page = open_picker(browser, lms)
+    assert url.startswith("/media/picker/")
+    forms = re.findall(r'<form method="(get|post)" action="([^"]+)"', page.get_data(as_text=True))
+    assert ("get", url) in forms and ("post", url) in forms, forms
+
+
 def test_a_picker_of_another_launch_is_refused(browser, lms, db):
     open_picker(browser, lms)
     assert browser.get("/media/picker/lti1p3-launch-not-mine").status_code == 403

@@ -210,6 +210,24 @@ def test_course_gets_a_category_and_group_and_the_user_joins(browser, lms, db):
     assert page.status_code == 200 and b"Modern History" in page.data
 
 
+def test_the_page_a_launch_answers_with_lives_at_its_own_address(browser, lms, db, make_user):
+    lms.launch(browser)
+    db.session.add(Media(title="Lecture 1", file_path="x.mp4", mime_type="video/mp4", size=1,
+                         owner=make_user("teacher"), category=one(db, Category),
+                         visibility=Visibility.MEMBERS))
+    db.session.commit()
+    response = lms.launch(browser)
+    url = response.headers["Content-Location"]
+    page = response.get_data(as_text=True)
+    assert "Lecture 1" in page
+    assert f'src="/static/js/address.js" data-address="{url}"' in page, "history.replaceState"
+    assert f'<form method="get" action="{url}"' in page, "a search goes to the page, not the launch"
+    assert "/lti/launch" not in page
+    reload = browser.get(url)
+    assert reload.status_code == 200 and "Modern History" in reload.get_data(as_text=True)
+    assert b"address.js" not in reload.data, "only the launch's answer needs its address set"
+
+
 def test_course_titles_are_kept_current(browser, lms, db):
     lms.launch(browser)
     lms.launch(browser, context={"id": "24", "title": "Modern History (2027)", "label": "H"})
