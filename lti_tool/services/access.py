@@ -1,7 +1,5 @@
 """Who may see what: group roles on categories, media visibility, global roles."""
 
-import re
-
 from sqlalchemy import bindparam, func, literal, select, tuple_
 
 from ..extensions import db
@@ -76,7 +74,9 @@ def category_media(
 ) -> tuple[list[Media], str | None]:
     """A page of a category's media (newest first, or by title), matching the search `q`, and
     the next page's cursor (private items only appear on their owner's page)."""
-    if after is None and sort != "title" and not re.search(r"\w", q or ""):
+    from .deep_linking import search_condition  # here: deep_linking imports this module
+
+    if after is None and sort != "title" and search_condition(q) is None:
         # The course page a launch answers with: its statement is built once.
         rows = db.session.scalars(_COURSE_FIRST_PAGE, {"category_id": category.id}).unique().all()
         items, next_id = page_of(rows, PAGE_SIZE)
