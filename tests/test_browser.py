@@ -69,6 +69,7 @@ def chrome(block_cookies_of: tuple[str, str] | None = None, one_process: bool = 
 
 
 def _frame_switcher():
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.switch_to import SwitchTo
     from selenium.webdriver.remote.webelement import WebElement
@@ -99,6 +100,14 @@ def _frame_switcher():
             super().default_content()
             self.path = []
 
+        def window(self, window_name):  # another window starts at its top page
+            super().window(window_name)
+            self.path = []
+
+        def new_window(self, type_hint=None):
+            super().new_window(type_hint)
+            self.path = []
+
         def parent_frame(self):
             super().parent_frame()
             self.path = self.path[:-1]
@@ -112,8 +121,13 @@ def _frame_switcher():
             if not self.dropped():
                 return
             path, self.path = self.path, []
-            for locator in path:
-                self.frame(self._driver.find_element(*locator))
+            try:
+                for locator in path:
+                    self.frame(self._driver.find_element(*locator))
+            except WebDriverException:  # not there yet: from the top again at the next poll
+                super().default_content()
+                self.path = path
+                raise
 
     return FramePath
 
