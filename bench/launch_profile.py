@@ -76,7 +76,7 @@ BUCKETS: list[tuple[str, re.Pattern]] = [
     ("our provisioning", re.compile(
         r"lti_tool/services/(provisioning|accounts|users|roles|role_mappings|nrps_jobs|claims)\.py")),
     ("our launch + login code", re.compile(
-        r"lti_tool/(launch/|services/(launches|message_launch|oidc|tool_conf|jwks|platforms|keys|"
+        r"lti_tool/(launch/|services/(launches|message_launch|oidc|tool_conf|platform_memory|jwks|platforms|keys|"
         r"platform_storage|doctor)\.py)")),
     ("our landing page (media views)", re.compile(r"lti_tool/(media/|services/)")),
     ("our other code (app, security, sessions)", re.compile(r"/lti_tool/")),

@@ -7,9 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from lti_tool import extensions
+from lti_tool.extensions import cache
 from lti_tool.models import GroupRole, LTILaunchLog, LTIPlatform, LTIRoleMapping, RBACMembership
-from lti_tool.services import tool_conf
+from lti_tool.services import platform_memory
 
+from .conftest import csrf
 from .lms import INSTRUCTOR
 
 
@@ -32,8 +34,15 @@ def kinds(sent: list[str]) -> Counter:
     return Counter(s.split(None, 1)[0].upper() for s in sent)
 
 
+def warm(browser, lms) -> None:
+    """Launch until this process remembers the platform (the first launch fetches its keys,
+    a write of the platform that makes everyone read it afresh)."""
+    for _ in range(2):
+        assert lms.launch(browser).status_code == 200
+
+
 def test_a_returning_students_round_trip_takes_few_statements(browser, lms, db):
-    assert lms.launch(browser).status_code == 200  # the first launch provisions
+    warm(browser, lms)  # the first launch provisions
     with statements(db) as login:
         made = lms.login(browser)
     with statements(db) as launch:
@@ -42,16 +51,25 @@ def test_a_returning_students_round_trip_takes_few_statements(browser, lms, db):
     with statements(db) as reload:
         assert browser.get(response.headers["Content-Location"]).status_code == 200
     assert login == [], "the platform an earlier login found: from this process's memory"
-    # the platform with its role mappings; user and mapping; course, group and membership;
-    # the mapping's last login; the resource link's count; the launch log entry; then the
-    # course page it answers with: the course with the user's role, its media (the user is
-    # the one just signed in: not read again)
-    assert kinds(launch) == {"SELECT": 5, "UPDATE": 2, "INSERT": 1}, launch
+    # user and mapping; course, group and membership; the mapping's last login; the resource
+    # link's count; the launch log entry; then the course page it answers with: the course
+    # with the user's role, its media (the user is the one just signed in: not read again).
+    # The platform and its role mappings: from memory, no platform having changed since.
+    assert kinds(launch) == {"SELECT": 4, "UPDATE": 2, "INSERT": 1}, launch
+    assert not [s for s in launch if "lti_platform" in s or "lti_role_mapping" in s], launch
     # a reload reads only: the user (unless the session still holds it), the course with the
     # user's role, its media
     assert set(kinds(reload)) == {"SELECT"} and len(reload) <= 3, reload
-    assert not [s for s in launch if s.startswith("SELECT") and "FROM lti_role_mapping " in s
-                and "lti_platform" not in s], "no query of its own for the role mappings"
+
+
+def test_a_launch_reads_the_platform_and_its_role_mappings_in_one_query(browser, lms, db):
+    assert lms.launch(browser).status_code == 200
+    made = lms.login(browser)
+    platform_memory.platforms_changed()  # as after a change: the next launch reads afresh
+    with statements(db) as launch:
+        assert lms.launch(browser, login=made).status_code == 200
+    platform_reads = [s for s in launch if "lti_platform" in s or "lti_role_mapping" in s]
+    assert len(platform_reads) == 1 and "lti_role_mapping" in platform_reads[0], launch
 
 
 def test_a_role_mapping_added_between_launches_applies_to_the_next(browser, lms, db):
@@ -98,18 +116,22 @@ def test_a_database_connection_dropped_while_idle_does_not_fail_the_next_request
     assert lms.launch(browser).status_code == 200
 
 
-# The login's memory of platforms (tool_conf.login_platform)
+# The memory of platforms (platform_memory): logins and launches
 
 
-def switched_off_elsewhere(db) -> None:
-    """What another worker or host does: the row changes, this process is not told."""
+def switched_off_elsewhere(db, announced: bool = True) -> None:
+    """What another worker or host does: the row changes and, as every ORM write does there,
+    the platforms' generation in the shared cache with it; this process is not told. Not
+    `announced`: a write outside the tool (SQL by hand)."""
     db.session.execute(sa.update(LTIPlatform).values(active=False))
     db.session.commit()
+    if announced:
+        cache.set(platform_memory.GENERATION_KEY, "written on another host", timeout=0)
 
 
 def later(monkeypatch, seconds: float) -> None:
-    now = tool_conf.time.monotonic() + seconds
-    monkeypatch.setattr(tool_conf.time, "monotonic", lambda: now)
+    now = platform_memory.time.monotonic() + seconds
+    monkeypatch.setattr(platform_memory.time, "monotonic", lambda: now)
 
 
 def test_a_platform_switched_off_here_refuses_the_next_login_at_once(browser, lms, db):
@@ -122,14 +144,14 @@ def test_a_platform_switched_off_here_refuses_the_next_login_at_once(browser, lm
 
 def test_a_platform_switched_off_elsewhere_is_refused_by_the_launch_then_the_login(
         browser, lms, db, monkeypatch):
-    assert lms.launch(browser).status_code == 200
+    warm(browser, lms)
     switched_off_elsewhere(db)
     # For a few seconds logins still go on to the LMS; the launch reads the platform afresh.
     login = lms.login(browser)
     assert login.params, "the login went on to the LMS"
     response = lms.launch(browser, login=login)
     assert response.status_code == 403 and b"switched off" in response.data
-    later(monkeypatch, tool_conf.LOGIN_MEMORY_SECONDS + 0.1)
+    later(monkeypatch, platform_memory.MEMORY_SECONDS + 0.1)
     refused = lms.login(browser).response
     assert refused.status_code == 403 and b"switched off" in refused.data
     db.session.expire_all()
@@ -138,8 +160,49 @@ def test_a_platform_switched_off_elsewhere_is_refused_by_the_launch_then_the_log
     assert categories == ["platform_inactive", "platform_inactive"]
 
 
+def test_a_platform_switched_off_by_hand_is_refused_within_the_memory_seconds(
+        browser, lms, db, monkeypatch):
+    warm(browser, lms)
+    switched_off_elsewhere(db, announced=False)
+    # SQL by hand announces nothing: the memory serves its last few seconds
+    assert lms.launch(browser).status_code == 200
+    later(monkeypatch, platform_memory.MEMORY_SECONDS + 0.1)
+    response = lms.launch(browser)
+    assert response.status_code == 403 and b"switched off" in response.data
+
+
+def test_a_platform_switched_off_in_the_admin_refuses_the_next_launch_at_once(
+        browser, lms, db, admin):
+    warm(browser, lms)
+    login = lms.login(browser)
+    platform = lms.platform
+    edit = f"/admin/platforms/{platform.id}/edit"
+    form = {"csrf_token": csrf(admin.get(edit)), "name": platform.name,
+            "platform_id": platform.platform_id, "client_id": platform.client_id,
+            "deployment_ids": "\n".join(platform.deployment_ids),
+            "key_set_url": platform.key_set_url, "auth_token_url": platform.auth_token_url,
+            "auth_login_url": platform.auth_login_url, "auto_create_users": "y"}  # not active
+    assert admin.post(edit, data=form).status_code == 303
+    response = lms.launch(browser, login=login)
+    assert response.status_code == 403 and b"switched off" in response.data
+
+
+def test_a_role_mapping_added_on_another_host_applies_to_the_next_launch(browser, lms, db):
+    lms.platform.auto_sync_roles = True
+    db.session.commit()
+    warm(browser, lms)
+    db.session.execute(sa.insert(LTIRoleMapping).values(
+        platform_id=lms.platform.id, lti_role="Learner", group_role=GroupRole.CONTRIBUTOR))
+    db.session.commit()
+    cache.set(platform_memory.GENERATION_KEY, "written on another host", timeout=0)
+    assert lms.launch(browser).status_code == 200
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(RBACMembership)).role is GroupRole.CONTRIBUTOR
+
+
 def test_a_deployment_added_elsewhere_is_let_in_at_once(browser, lms, db):
     assert lms.launch(browser).status_code == 200
+    # Not announced (SQL by hand): a deployment the memory does not allow is read afresh.
     db.session.execute(sa.update(LTIPlatform).values(deployment_ids=["5", "7"]))
     db.session.commit()
     lms.deployment_id = "7"
@@ -148,3 +211,17 @@ def test_a_deployment_added_elsewhere_is_let_in_at_once(browser, lms, db):
     assert made.params, "a deployment the memory does not know: read afresh, allowed"
     assert len(login) == 1
     assert lms.launch(browser, login=made, deployment_id="7").status_code == 200
+
+
+def test_a_platform_written_through_the_tool_is_announced_to_the_other_hosts(lms, db):
+    before = cache.get(platform_memory.GENERATION_KEY)
+    lms.platform.name = "Moodle (renamed)"
+    db.session.flush()
+    assert cache.get(platform_memory.GENERATION_KEY) == before, "not before the commit"
+    db.session.commit()
+    announced = cache.get(platform_memory.GENERATION_KEY)
+    assert announced != before
+    lms.platform.name = "Moodle (renamed again)"
+    db.session.flush()
+    db.session.rollback()
+    assert cache.get(platform_memory.GENERATION_KEY) == announced, "nothing was written"

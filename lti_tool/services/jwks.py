@@ -15,6 +15,7 @@ from sqlalchemy import update
 from ..errors import LaunchError
 from ..extensions import cache, db
 from ..models import LTIPlatform
+from . import platform_memory
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def refresh_platform_keys(platform: LTIPlatform) -> dict[str, Any]:
         )
     # Keep the session's copy in step without marking the row dirty.
     db.session.expire(platform, ["key_set", "key_set_updated"])
+    platform_memory.platforms_changed()  # a Core write: the ORM's events did not see it
     log.info(
         "Fetched keys of platform %r: %s",
         platform.name, ", ".join(str(k.get("kid")) for k in key_set["keys"]),

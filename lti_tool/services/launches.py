@@ -48,7 +48,7 @@ def run_launch(ctx: LTIContext, ip: str | None) -> LaunchResult:
     body, platform = message.body, message.platform
     deep_linking = body[c.MESSAGE_TYPE] == c.DEEP_LINKING_REQUEST
     try:
-        provisioned = provision_launch(body, platform)
+        provisioned = provision_launch(body, platform, message.role_mappings)
         if deep_linking and not provisioned.roles.is_teacher:
             raise LaunchError(
                 "role_not_allowed", "Only teaching roles may choose media (deep linking).",

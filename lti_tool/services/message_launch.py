@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from ..errors import LaunchError
 from ..extensions import cache, db
-from ..models import LTIPlatform
+from ..models import LTIPlatform, LTIRoleMapping
 from . import claims as c
-from . import jwks, platform_storage
+from . import jwks, platform_memory, platform_storage
 from .oidc import LOGIN_KEY
-from .tool_conf import LTIContext, ToolSessionService, check_deployment, find_platform
+from .tool_conf import LTIContext, ToolSessionService, check_deployment
 
 LEEWAY = 60  # seconds; Moodle's id_tokens live 60 s, clocks drift, browsers take time
 USED_NONCE_TTL = 3600
@@ -46,11 +46,15 @@ class ToolMessageLaunch(FlaskMessageLaunch):
         )
         self._ctx = ctx
         self.platform: LTIPlatform | None = None
+        self.role_mappings: list[LTIRoleMapping] = []
         self._login: dict[str, Any] | None = None
+        self._platforms_generation: object = None
 
     def validate(self) -> ToolMessageLaunch:
         self._validated = True
-        self._login = cache.get(LOGIN_KEY + (self._get_request_param("state") or ""))
+        # The platforms' generation comes in the login record's cache round trip.
+        self._login, self._platforms_generation = cache.get_many(
+            LOGIN_KEY + (self._get_request_param("state") or ""), platform_memory.GENERATION_KEY)
         try:
             self._check_platform_error()
             self.validate_jwt_format()
@@ -193,7 +197,9 @@ class ToolMessageLaunch(FlaskMessageLaunch):
             raise LaunchError("malformed_token", "The id_token's audience is not a string.",
                               detail="aud is not a string.")
         try:
-            self.platform = find_platform(body.get("iss"), client_id, role_mappings=True)
+            self.platform, self.role_mappings = platform_memory.launch_platform(
+                body.get("iss"), client_id, body.get(c.DEPLOYMENT_ID),
+                self._platforms_generation)
         except LaunchError as e:
             e.details.update(iss=body.get("iss"), client_id=client_id)
             raise

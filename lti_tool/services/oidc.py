@@ -15,7 +15,8 @@ from ..extensions import cache
 from ..models import LTIPlatform
 from ..security import csp_nonce
 from . import platform_storage
-from .tool_conf import LTIContext, ToolSessionService, login_platform
+from .platform_memory import login_platform
+from .tool_conf import LTIContext, ToolSessionService
 
 LOGIN_TTL = 600  # seconds a login's state and nonce wait for the launch
 LOGIN_KEY = "lti-login:"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, inspect, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..errors import LaunchError
 from ..extensions import db
@@ -47,11 +47,14 @@ class Provisioned:
     media_missing: bool = False  # the link's custom media_id names media that is gone
 
 
-def provision_launch(data: dict[str, Any], platform: LTIPlatform) -> Provisioned:
-    """Create or update everything a validated launch implies, in the caller's transaction."""
+def provision_launch(data: dict[str, Any], platform: LTIPlatform,
+                     mappings: list[LTIRoleMapping]) -> Provisioned:
+    """Create or update everything a validated launch implies, in the caller's transaction.
+
+    `mappings`: the platform's role mappings, as the launch read them with the platform.
+    """
     now = datetime.now(UTC)
-    loaded = "role_mappings" not in inspect(platform).unloaded  # with the platform: see launches
-    roles = launch_roles(data, platform, platform.role_mappings if loaded else None)
+    roles = launch_roles(data, platform, mappings)
     user, created = _user(platform, data, roles, now)
     category, group, membership = _course(platform, data.get(c.CONTEXT), user.id)
     if group is not None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass
 
-from flask import current_app, g, has_app_context
+from flask import g
 from flask import request as flask_request
 from pylti1p3.contrib.flask import (
     FlaskCacheDataStorage,
@@ -17,8 +15,8 @@ from pylti1p3.contrib.flask import (
 from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
-from sqlalchemy import bindparam, event, inspect, select
-from sqlalchemy.orm import joinedload, make_transient_to_detached
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
 
 from ..errors import LaunchError
 from ..extensions import cache, db
@@ -27,8 +25,6 @@ from ..security import cookie_flags
 from . import keys
 
 LAUNCH_DATA_TTL = 4 * 3600  # seconds a launch's data stays readable (the deep-linking picker)
-LOGIN_MEMORY_SECONDS = 5.0  # how long logins reuse a platform an earlier login found active
-_LOGIN_MEMORY = "lti_tool.login_platforms"  # in app.extensions: (issuer, client ID) -> found
 
 
 # Built once: each launch and login runs them (SQLAlchemy keeps a built statement's cache key).
@@ -91,46 +87,6 @@ def check_deployment(platform: LTIPlatform, deployment_id: str) -> None:
 
 def deployment_allowed(platform: LTIPlatform, deployment_id: str) -> bool:
     return deployment_id in (platform.deployment_ids or [])
-
-
-def login_platform(issuer: str | None, client_id: str | None,
-                   deployment_id: str | None = None) -> LTIPlatform:
-    """`find_platform` and `check_deployment` for the two requests of an OIDC login, which
-    this process answers from memory for LOGIN_MEMORY_SECONDS after a login found the platform
-    active and the deployment allowed: neither request then reads the database.
-
-    A login only sends the browser on to the LMS; the launch reads the platform afresh and
-    decides. A platform switched off (or a deployment removed) in another process may thus see
-    logins go on to the LMS for those seconds, and their launches refused. This process forgets
-    at once whenever it writes a platform, and a refusal is never taken from memory.
-    """
-    memory = current_app.extensions.setdefault(_LOGIN_MEMORY, {})
-    known = memory.get((issuer, client_id))
-    if known is not None and known[0] > time.monotonic() and (
-            not deployment_id or deployment_allowed(known[1], deployment_id)):
-        return db.session.merge(known[1], load=False)  # this request's copy, no SELECT
-    platform = find_platform(issuer, client_id)
-    if deployment_id:
-        check_deployment(platform, deployment_id)
-    memory[(issuer, client_id)] = (time.monotonic() + LOGIN_MEMORY_SECONDS, _detached(platform))
-    return platform
-
-
-def _detached(platform: LTIPlatform) -> LTIPlatform:
-    """A copy of the platform's columns that belongs to no session (shared by threads, read
-    only: each request merges its own copy)."""
-    columns = inspect(LTIPlatform).column_attrs
-    twin = LTIPlatform(**{a.key: copy.deepcopy(getattr(platform, a.key)) for a in columns})
-    make_transient_to_detached(twin)
-    return twin
-
-
-@event.listens_for(LTIPlatform, "after_insert")
-@event.listens_for(LTIPlatform, "after_update")
-@event.listens_for(LTIPlatform, "after_delete")
-def _forget_login_platforms(mapper, connection, target) -> None:
-    if has_app_context():
-        current_app.extensions.get(_LOGIN_MEMORY, {}).clear()
 
 
 class DatabaseToolConf(ToolConfAbstract):
