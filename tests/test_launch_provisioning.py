@@ -18,6 +18,7 @@ from lti_tool.models import (
     RBACMembership,
     User,
     Visibility,
+    rbac_group_category,
 )
 
 from .lms import DROP, INSTITUTION_ADMIN, INSTRUCTOR, LEARNER, SYSTEM_ADMIN
@@ -208,6 +209,27 @@ def test_course_gets_a_category_and_group_and_the_user_joins(browser, lms, db):
     assert response.headers["Content-Location"].endswith(f"/media/category/{category.id}")
     page = browser.get(response.headers["Content-Location"])
     assert page.status_code == 200 and b"Modern History" in page.data
+
+
+def test_the_page_a_launch_answers_with_shows_what_the_launch_lets_the_user_do(browser, lms):
+    assert b"Add media" not in lms.launch(browser, roles=[LEARNER]).data
+    # the same person, now teaching (roles follow the LMS): the role this launch gave
+    assert b"Add media" in lms.launch(browser, roles=[INSTRUCTOR]).data
+    assert b"Add media" not in lms.launch(browser, roles=[LEARNER]).data
+
+
+def test_a_course_also_shared_with_another_group_shows_the_strongest_role(browser, lms, db):
+    assert b"Add media" not in lms.launch(browser, roles=[LEARNER]).data
+    category, user = one(db, Category), one(db, User)
+    staff = RBACGroup(name="Media team")
+    db.session.add(staff)
+    db.session.flush()
+    db.session.execute(sa.insert(rbac_group_category).values(
+        rbac_group_id=staff.id, category_id=category.id))
+    db.session.add(RBACMembership(rbac_group_id=staff.id, user_id=user.id,
+                                  role=GroupRole.CONTRIBUTOR))
+    db.session.commit()
+    assert b"Add media" in lms.launch(browser, roles=[LEARNER]).data
 
 
 def test_the_page_a_launch_answers_with_lives_at_its_own_address(browser, lms, db, make_user):

@@ -20,9 +20,9 @@ from ..errors import LaunchError
 from ..extensions import cache, db
 from ..models import LTIPlatform
 from ..security import allow_framing_by
-from ..services import doctor, inbox, keys, launches, oidc, platform_storage, platforms
+from ..services import access, doctor, inbox, keys, launches, oidc, platform_storage, platforms
 from ..services.claims import LAUNCH_PRESENTATION
-from ..services.provisioning import launch_roles
+from ..services.provisioning import UNKNOWN, launch_roles
 from ..services.tool_conf import lti_context
 
 bp = Blueprint("launch", __name__, url_prefix="/lti")
@@ -70,6 +70,9 @@ def launch():
     session["frame_origins"] = platforms.frame_origins(result.platform)
     if result.provisioned.category:  # where `/` and "Back to the course's media" lead
         session["course_id"] = result.provisioned.category.id
+        if result.provisioned.course_role is not UNKNOWN:
+            access.known_category_role(result.provisioned.user, result.provisioned.category,
+                                       result.provisioned.course_role)
     allow_framing_by(*session["frame_origins"])
     if storage_login is not None:
         return _storage_landing(_destination(result), storage_login)

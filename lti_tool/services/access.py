@@ -1,5 +1,6 @@
 """Who may see what: group roles on categories, media visibility, global roles."""
 
+from flask import g
 from sqlalchemy import bindparam, func, literal, select, tuple_
 
 from ..extensions import db
@@ -42,9 +43,18 @@ _CATEGORY_WITH_ROLE = (  # built once: every launch's landing page runs it
 )
 
 
+def known_category_role(user: User, category: Category, role: GroupRole | None) -> None:
+    """Tell `category_with_role` what it would read, for the rest of this request: a launch
+    knows the role it left the user with, and its page need not read it again."""
+    g.category_roles = {(user.id, category.id): (category, role)}
+
+
 def category_with_role(user: User, category_id: int) -> tuple[Category | None, GroupRole | None]:
     """The category and `category_role` of the user in it, in one query (None: no such
     category)."""
+    known = g.get("category_roles", {}).get((user.id, category_id))
+    if known is not None:
+        return known
     rows = db.session.execute(_CATEGORY_WITH_ROLE,
                               {"user_id": user.id, "category_id": category_id}).all()
     if not rows:

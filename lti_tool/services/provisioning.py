@@ -35,6 +35,9 @@ from .roles import MappedRoles, map_roles
 
 log = logging.getLogger(__name__)
 
+UNKNOWN: Any = object()  # a membership not looked up yet, a role not known
+
+
 @dataclass
 class Provisioned:
     user: User
@@ -45,6 +48,9 @@ class Provisioned:
     media_id: int | None
     user_created: bool
     media_missing: bool = False  # the link's custom media_id names media that is gone
+    # The user's role over the course's category (access.category_role) as the launch left
+    # it, when the launch knows it: the course's group is the only one granting the category.
+    course_role: Any = UNKNOWN
 
 
 def provision_launch(data: dict[str, Any], platform: LTIPlatform,
@@ -56,14 +62,18 @@ def provision_launch(data: dict[str, Any], platform: LTIPlatform,
     now = datetime.now(UTC)
     roles = launch_roles(data, platform, mappings)
     user, created = _user(platform, data, roles, now)
-    category, group, membership = _course(platform, data.get(c.CONTEXT), user.id)
+    category, group, membership, sole_grant = _course(platform, data.get(c.CONTEXT), user.id)
+    course_role = UNKNOWN
     if group is not None:
-        _membership(platform, group, user, roles.group_role, membership)
+        role = _membership(platform, group, user, roles.group_role, membership)
+        if sole_grant:
+            course_role = role
     link_id = media_id = None
     missing = False
     if data.get(c.MESSAGE_TYPE) == c.RESOURCE_LINK_REQUEST:
         link_id, media_id, missing = _resource_link(platform, data, category, group, now)
-    return Provisioned(user, roles, category, group, link_id, media_id, created, missing)
+    return Provisioned(user, roles, category, group, link_id, media_id, created, missing,
+                       course_role)
 
 
 def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None,
@@ -127,34 +137,45 @@ def _user(
 # Courses
 
 
-UNKNOWN: Any = object()  # a membership not looked up yet
-
-
 def _course(
     platform: LTIPlatform, context: Any, user_id: int
-) -> tuple[Category | None, RBACGroup | None, RBACMembership | None]:
-    """The course's category and group, made if need be, and the user's membership of the
-    group (None: not a member; UNKNOWN: not looked up)."""
+) -> tuple[Category | None, RBACGroup | None, RBACMembership | None, bool]:
+    """The course's category and group, made if need be, the user's membership of the
+    group (None: not a member; UNKNOWN: not looked up), and whether the group is the only
+    one granting the category."""
     if not isinstance(context, dict) or not context.get("id"):
-        return None, None, None
+        return None, None, None, False
     context_id = str(context["id"])[:255]
     title = (text_claim(context.get("title")) or text_claim(context.get("label"))
              or f"Course {context_id}")
-    category, group, membership = _find_course(platform, context_id, user_id)
+    category, group, membership, sole_grant = _find_course(platform, context_id, user_id)
     if category is None or group is None:
         if not platform.auto_create_categories:
-            return category, group, UNKNOWN
+            return category, group, UNKNOWN, False
         category, group = _create_course(platform, context_id, title)
-        membership = UNKNOWN
+        membership, sole_grant = UNKNOWN, False
     if category.title != title:
         category.title = title
     if group.name != title:
         group.name = title
-    return category, group, membership
+    return category, group, membership, sole_grant
+
+
+def _sole_grant():
+    """Whether the row's group grants the row's category and no other group does."""
+    links = rbac_group_category.c
+    return (
+        select(func.count()).where(links.category_id == Category.id,
+                                   links.rbac_group_id != RBACGroup.id)
+        .scalar_subquery() == 0
+    ) & (
+        select(links.rbac_group_id).where(links.category_id == Category.id,
+                                          links.rbac_group_id == RBACGroup.id).exists()
+    )
 
 
 _COURSE = (
-    select(Category, RBACGroup, RBACMembership)
+    select(Category, RBACGroup, RBACMembership, _sole_grant().label("sole_grant"))
     .select_from(Category)
     .outerjoin(
         RBACGroup,
@@ -173,19 +194,20 @@ _COURSE = (
 
 def _find_course(
     platform: LTIPlatform, context_id: str, user_id: int | None = None
-) -> tuple[Category | None, RBACGroup | None, RBACMembership | None]:
-    """The course's category and group, and the membership of `user_id`, in one query (any
-    may be missing; the membership is UNKNOWN when the group is)."""
+) -> tuple[Category | None, RBACGroup | None, RBACMembership | None, bool]:
+    """The course's category and group, the membership of `user_id`, and whether the group
+    alone grants the category, in one query (any may be missing; the membership is UNKNOWN
+    when the group is)."""
     row = db.session.execute(_COURSE, {"platform_id": platform.id, "context_id": context_id,
                                        "user_id": user_id}).first()
     if row is not None and row[1] is not None:
-        return row[0], row[1], row[2]
+        return row[0], row[1], row[2], bool(row[3])
     group = db.session.scalar(
         select(RBACGroup).where(
             RBACGroup.platform_id == platform.id, RBACGroup.lti_context_id == context_id
         )
     )
-    return (row[0] if row else None), group, UNKNOWN
+    return (row[0] if row else None), group, UNKNOWN, False
 
 
 def _create_course(platform: LTIPlatform, context_id: str, title: str):
@@ -199,7 +221,7 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
             .values(platform_id=platform.id, lti_context_id=context_id, created_at=now, **values)
             .on_conflict_do_nothing(index_elements=["platform_id", "lti_context_id"])
         )
-    category, group, _ = _find_course(platform, context_id)
+    category, group, _, _ = _find_course(platform, context_id)
     db.session.execute(
         dialect_insert(rbac_group_category)
         .values(rbac_group_id=group.id, category_id=category.id)
@@ -211,12 +233,13 @@ def _create_course(platform: LTIPlatform, context_id: str, title: str):
 def _membership(
     platform: LTIPlatform, group: RBACGroup, user: User, role: GroupRole,
     membership: RBACMembership | None = UNKNOWN,
-) -> None:
+) -> GroupRole | Any:
     """Join the user to the course group; with auto_sync_roles the role follows the LMS.
 
     A membership a roster sync made becomes the launch's: the role a launch sets is the one a
     later sync will not lower (Moodle's NRPS calls a non-editing teacher a Learner).
     `membership`: the user's, when already looked up (None: there is none).
+    Returns the user's role in the group now (UNKNOWN: a concurrent launch joined them first).
     """
     if membership is UNKNOWN:
         membership = db.session.scalar(
@@ -225,17 +248,19 @@ def _membership(
             )
         )
     if membership is None:
-        db.session.execute(
+        joined = db.session.execute(
             dialect_insert(RBACMembership)
             .values(rbac_group_id=group.id, user_id=user.id, role=role,
                     source=MembershipSource.LAUNCH, created_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["rbac_group_id", "user_id"])
-        )
-    else:
-        if platform.auto_sync_roles and membership.role is not role:
-            membership.role = role
-        if membership.source is MembershipSource.ROSTER:
-            membership.source = MembershipSource.LAUNCH
+            .returning(RBACMembership.role)
+        ).scalar()
+        return UNKNOWN if joined is None else joined
+    if platform.auto_sync_roles and membership.role is not role:
+        membership.role = role
+    if membership.source is MembershipSource.ROSTER:
+        membership.source = MembershipSource.LAUNCH
+    return membership.role
 
 
 # Resource links
