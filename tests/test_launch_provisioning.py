@@ -257,6 +257,29 @@ def test_course_titles_are_kept_current(browser, lms, db):
     assert one(db, RBACGroup).name == "Modern History (2027)"
 
 
+def test_one_person_in_two_courses_has_the_role_each_course_gives(browser, lms, db):
+    history = {"id": "24", "title": "Modern History", "label": "H"}
+    physics = {"id": "31", "title": "Physics", "label": "P"}
+    lms.launch(browser, context=history, roles=[INSTRUCTOR], sub="900", email="t@example.edu")
+    assert b"Add media" in lms.launch(browser, context=physics, roles=[INSTRUCTOR]).data
+    # a returning user in a course they had not joined, then in one they had
+    joined = lms.launch(browser, context=history, roles=[LEARNER])
+    assert b"Modern History" in joined.data and b"Add media" not in joined.data
+    assert b"Add media" in lms.launch(browser, context=physics, roles=[INSTRUCTOR]).data
+    # and in a course new to the tool
+    chemistry = lms.launch(browser, context={"id": "40", "title": "Chemistry"}, roles=[LEARNER])
+    assert b"Chemistry" in chemistry.data and b"Add media" not in chemistry.data
+    user = db.session.scalar(sa.select(User).where(User.email == "g.hopper@example.edu"))
+    roles = dict(db.session.execute(
+        sa.select(Category.title, RBACMembership.role)
+        .join(rbac_group_category, rbac_group_category.c.category_id == Category.id)
+        .join(RBACMembership,
+              RBACMembership.rbac_group_id == rbac_group_category.c.rbac_group_id)
+        .where(RBACMembership.user_id == user.id)).all())
+    assert roles == {"Modern History": GroupRole.MEMBER, "Physics": GroupRole.MANAGER,
+                     "Chemistry": GroupRole.MEMBER}
+
+
 def test_without_auto_categories_no_course_space_is_made(browser, lms, db):
     lms.platform.auto_create_categories = False
     db.session.commit()

@@ -61,8 +61,10 @@ def provision_launch(data: dict[str, Any], platform: LTIPlatform,
     """
     now = datetime.now(UTC)
     roles = launch_roles(data, platform, mappings)
-    user, created = _user(platform, data, roles, now)
-    category, group, membership, sole_grant = _course(platform, data.get(c.CONTEXT), user.id)
+    context = data.get(c.CONTEXT) if isinstance(data.get(c.CONTEXT), dict) else {}
+    context_id = str(context["id"])[:255] if context.get("id") else None
+    user, created, course = _user(platform, data, roles, now, context_id)
+    category, group, membership, sole_grant = _course(platform, context, user.id, course)
     course_role = UNKNOWN
     if group is not None:
         role = _membership(platform, group, user, roles.group_role, membership)
@@ -94,13 +96,8 @@ def launch_roles(data: dict[str, Any] | None, platform: LTIPlatform | None,
 # Users
 
 
-# The statements of every returning launch, built once (SQLAlchemy keeps their cache keys).
-_USER_BY_SUB = (
-    select(LTIUserMapping, User)
-    .join(User, User.id == LTIUserMapping.user_id)
-    .where(LTIUserMapping.platform_id == bindparam("platform_id"),
-           LTIUserMapping.lti_user_id == bindparam("sub"))
-)
+# The statements of every returning launch, built once (SQLAlchemy keeps their cache keys);
+# the user's query also reads the course (_USER_AND_COURSE, below).
 _MAPPING_SEEN = (  # on the table: the ORM's bulk UPDATE path costs more than the statement
     update(LTIUserMapping.__table__)
     .where(LTIUserMapping.__table__.c.id == bindparam("mapping_id"))
@@ -110,19 +107,23 @@ _MAPPING_SEEN = (  # on the table: the ORM's bulk UPDATE path costs more than th
 
 
 def _user(
-    platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime
-) -> tuple[User, bool]:
+    platform: LTIPlatform, data: dict[str, Any], roles: MappedRoles, now: datetime,
+    context_id: str | None,
+) -> tuple[User, bool, tuple | None]:
+    """The launch's user, made if need be, whether made now, and for a known user the course
+    as `_find_course` reads it, in the same query (None: not read)."""
     sub = data["sub"]
     profile = Profile.from_claims(data)
-    row = db.session.execute(_USER_BY_SUB, {"platform_id": platform.id, "sub": sub}).first()
+    row = db.session.execute(_USER_AND_COURSE, {"platform_id": platform.id, "sub": sub,
+                                                "context_id": context_id}).first()
     if row is not None:
-        mapping, user = row
+        mapping, user = row[0], row[1]
         db.session.execute(_MAPPING_SEEN, {
             "mapping_id": mapping.id, "now": now,
             **{f"new_{k}": v for k, v in profile.cached().items()}})
         for key, value in user_changes(platform, user, profile, roles).items():
             setattr(user, key, value)
-        return user, False
+        return user, False, tuple(row[2:])
     if not platform.auto_create_users:
         raise LaunchError(
             "user_creation_disabled",
@@ -130,24 +131,27 @@ def _user(
             sub=sub,
         )
     user_id, created = create_user(platform, sub, profile, roles, now, last_login=now)
-    return db.session.get(User, user_id), created
+    return db.session.get(User, user_id), created, None
 
 
 # Courses
 
 
 def _course(
-    platform: LTIPlatform, context: Any, user_id: int
+    platform: LTIPlatform, context: dict[str, Any], user_id: int, found: tuple | None = None,
 ) -> tuple[Category | None, RBACGroup | None, RBACMembership | None, bool]:
     """The course's category and group, made if need be, the user's membership of the
     group (None: not a member; UNKNOWN: not looked up), and whether the group is the only
-    one granting the category."""
-    if not isinstance(context, dict) or not context.get("id"):
+    one granting the category. `found`: what the user's query read of them."""
+    if not context.get("id"):
         return None, None, None, False
     context_id = str(context["id"])[:255]
     title = (text_claim(context.get("title")) or text_claim(context.get("label"))
              or f"Course {context_id}")
-    category, group, membership, sole_grant = _find_course(platform, context_id, user_id)
+    if found is not None and found[1] is not None:
+        category, group, membership, sole_grant = *found[:3], bool(found[3])
+    else:
+        category, group, membership, sole_grant = _find_course(platform, context_id, user_id)
     if category is None or group is None:
         if not platform.auto_create_categories:
             return category, group, UNKNOWN, False
@@ -188,6 +192,22 @@ _COURSE = (
     )
     .where(Category.platform_id == bindparam("platform_id"),
            Category.lti_context_id == bindparam("context_id"))
+)
+
+
+_USER_AND_COURSE = (  # a returning user's launch: mapping and user, and _COURSE's columns
+    select(LTIUserMapping, User, Category, RBACGroup, RBACMembership,
+           _sole_grant().label("sole_grant"))
+    .select_from(LTIUserMapping)
+    .join(User, User.id == LTIUserMapping.user_id)
+    .outerjoin(Category, (Category.platform_id == LTIUserMapping.platform_id)
+               & (Category.lti_context_id == bindparam("context_id")))
+    .outerjoin(RBACGroup, (RBACGroup.platform_id == Category.platform_id)
+               & (RBACGroup.lti_context_id == Category.lti_context_id))
+    .outerjoin(RBACMembership, (RBACMembership.rbac_group_id == RBACGroup.id)
+               & (RBACMembership.user_id == User.id))
+    .where(LTIUserMapping.platform_id == bindparam("platform_id"),
+           LTIUserMapping.lti_user_id == bindparam("sub"))
 )
 
 
