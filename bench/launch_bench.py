@@ -110,7 +110,7 @@ CLIENT_ID = "bench-client"
 DEPLOYMENT_ID = "1"
 STUDENTS = 100  # distinct login_hints; each launches once in the warm-up, then returns
 FIRST_USER = 1001
-WORKERS = 2
+WORKERS = 2  # gunicorn workers per server (--workers); threads: gunicorn.conf.py's (--threads)
 LECTURE_CLIENTS = 32
 LECTURE_STUDENTS = 400  # the 100 warm students and 300 new ones
 LECTURE_LAUNCHES = 800  # per server: each lecture-hall student launches twice
@@ -774,7 +774,9 @@ def prepare_baseline(run: Run) -> dict[str, str]:
 @contextlib.contextmanager
 def serve(run: Run, name: str, app: str, cwd: Path, env: dict[str, str]) -> Iterator[Server]:
     log = run.tmp / f"{name}.log"
-    with gunicorn(app, cwd, env, log, GUNICORN_CONF, WORKERS) as (base, pid):
+    if run.args.threads:
+        env = {**env, "GUNICORN_THREADS": str(run.args.threads)}
+    with gunicorn(app, cwd, env, log, GUNICORN_CONF, run.args.workers) as (base, pid):
         run.platform.add_redirect_uri(f"{base}/lti/launch")
         yield Server(name, Origin(base), pid, log)
 
@@ -904,7 +906,9 @@ def print_settings(args: argparse.Namespace, run: Run) -> None:
     cache = ("Redis " + args.redis_url if args.redis_url
              else "files (tool: its default; baseline: FileSystemCache, no threshold)")
     print(f"  cache       {cache}")
-    print(f"  servers     gunicorn -c gunicorn.conf.py -w {WORKERS}, both up all along "
+    threads = args.threads or f"{os.environ.get('GUNICORN_THREADS', 4)} (gunicorn.conf.py)"
+    print(f"  servers     gunicorn -c gunicorn.conf.py -w {args.workers}, threads {threads}, "
+          "both up all along "
           "(tool: wsgi:app, baseline: bench/baseline_tool.py)")
     print("  platform    a process of its own (RS256 id_tokens); client: this process, "
           "raw http.client")
@@ -1028,12 +1032,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="alternating rounds per server (default 6)")
     parser.add_argument("--database-url", help="postgresql://… server (default: SQLite)")
     parser.add_argument("--redis-url", help="redis://… (default: the file cache)")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"gunicorn workers of each server (default {WORKERS})")
+    parser.add_argument("--threads", type=int,
+                        help="threads per worker of each server (GUNICORN_THREADS; default: "
+                             "gunicorn.conf.py's 4; 1 is gunicorn's sync worker)")
     parser.add_argument("--lecture-hall", action="store_true",
                         help=f"also run {LECTURE_CLIENTS} clients, {LECTURE_STUDENTS} students "
                              "(some new)")
     args = parser.parse_args(argv)
     if not 1 <= args.launches <= 100_000 or not 1 <= args.concurrency <= 256:
         parser.error("--launches must be 1..100000 and --concurrency 1..256")
+    if not 1 <= args.workers <= 32 or not 1 <= (args.threads or 1) <= 64:
+        parser.error("--workers must be 1..32 and --threads 1..64")
     if not 1 <= args.rounds <= min(args.launches, 100):
         parser.error("--rounds must be 1..100 and at most --launches")
     return args
