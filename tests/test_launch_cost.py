@@ -63,6 +63,27 @@ def test_a_returning_students_round_trip_takes_few_statements(browser, lms, db):
     assert set(kinds(reload)) == {"SELECT"} and len(reload) <= 3, reload
 
 
+def test_on_postgresql_the_launch_writes_in_a_transaction_and_its_page_reads_without(
+        browser, lms, db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite begins no transaction for a SELECT anyway")
+    warm(browser, lms)
+    seen: list[tuple[str, str]] = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        status = conn.connection.dbapi_connection.info.transaction_status.name
+        seen.append((statement.split(None, 1)[0], status))
+
+    sa.event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        assert lms.launch(browser).status_code == 200
+    finally:
+        sa.event.remove(db.engine, "after_cursor_execute", after)
+    *launch, page = seen
+    assert {status for _, status in launch} == {"INTRANS"}, seen
+    assert page == ("SELECT", "IDLE"), "no BEGIN and ROLLBACK around the page's read"
+
+
 def test_a_launch_reads_the_platform_and_its_role_mappings_in_one_query(browser, lms, db):
     assert lms.launch(browser).status_code == 200
     made = lms.login(browser)

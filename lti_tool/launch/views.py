@@ -124,14 +124,26 @@ def _page_in_place(url: str, remember: bool = True):
                           session=session._get_current_object())
     if remember:
         g.page_address = url
+    outside = _read_without_transaction()
     with page:
         try:
             answer = current_app.preprocess_request() or current_app.dispatch_request()
         except Exception as error:  # the page's own error page (403, 404, ...), at its address
             answer = current_app.handle_user_exception(error)
         response = current_app.make_response(answer)
+    if outside:  # the connection goes back to the pool, where it leaves autocommit
+        db.session.commit()
     response.headers["Content-Location"] = url
     return response
+
+
+def _read_without_transaction() -> bool:
+    """On PostgreSQL the page after a committed launch reads outside a transaction: its SELECTs
+    need none, and a BEGIN and a ROLLBACK would be two more round trips to the database."""
+    if db.engine.dialect.name != "postgresql" or db.session().in_transaction():
+        return False
+    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
 
 
 def _storage_landing(url: str, login: dict):
