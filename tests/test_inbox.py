@@ -2,6 +2,7 @@
 and turned into a platform, a deployment, an approval or a dismissal by an admin."""
 
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -290,3 +291,38 @@ def test_platform_approve_on_the_command_line(runner, lms, browser, db):
     again = runner.invoke(args=["platform", "approve", lms.platform.name])
     assert again.exit_code == 2 and "not waiting for approval" in again.output
     assert runner.invoke(args=["platform", "approve", "No such LMS"]).exit_code == 2
+
+
+def test_a_long_inbox_pages_by_last_seen(admin, db):
+    from datetime import UTC, datetime, timedelta
+
+    from lti_tool.services.inbox import PAGE_SIZE
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for n in range(PAGE_SIZE + 10):
+        for status in (InboxStatus.OPEN, InboxStatus.DISMISSED):
+            db.session.add(PlatformInboxEntry(
+                issuer=f"https://{status.value}-{n:03d}.example.com", client_id="c",
+                deployment_id="", category="unknown_platform", status=status,
+                first_seen=start, last_seen=start + timedelta(minutes=n)))
+    db.session.commit()
+
+    def issuers(html: bytes, status: InboxStatus) -> list[str]:
+        return re.findall(rf"https://{status.value}-(\d+)\.example\.com</a>", html.decode())
+
+    first = admin.get("/admin/inbox/").data
+    shown = issuers(first, InboxStatus.OPEN)
+    assert shown == [f"{n:03d}" for n in range(PAGE_SIZE + 9, 9, -1)], "latest seen first"
+    later = re.search(rb'href="([^"]+)" rel="next">Seen earlier', first).group(1)
+    second = admin.get(later.decode().replace("&amp;", "&")).data
+    assert issuers(second, InboxStatus.OPEN) == [f"{n:03d}" for n in range(9, -1, -1)]
+    assert b'rel="next"' not in second and b"Latest seen</a>" in second
+    made_up = admin.get("/admin/inbox/?after=99999999999999999999").data
+    assert issuers(made_up, InboxStatus.OPEN) == shown, "a cursor naming nothing: first page"
+
+    closed = admin.get("/admin/inbox/?closed=1").data
+    assert len(issuers(closed, InboxStatus.DISMISSED)) == PAGE_SIZE
+    later = re.search(rb'href="([^"]+closed_after[^"]+)" rel="next"', closed).group(1)
+    rest = admin.get(later.decode().replace("&amp;", "&")).data
+    assert issuers(rest, InboxStatus.DISMISSED) == [f"{n:03d}" for n in range(9, -1, -1)]
+    assert issuers(rest, InboxStatus.OPEN) == shown, "the open list keeps its own page"

@@ -13,12 +13,16 @@ from .views import bp
 
 @bp.get("/inbox/")
 def inbox_list():
-    entries = inbox.open_entries()
+    after = request.args.get("after", type=int)
+    entries, next_after = inbox.open_entries(after)
+    closed_after = request.args.get("closed_after", type=int)
+    closed, next_closed = (inbox.closed_entries(closed_after) if request.args.get("closed")
+                           else (None, None))
     return render_template(
-        "admin/inbox/list.html", entries=entries,
+        "admin/inbox/list.html", entries=entries, after=after, next_after=next_after,
         known={e.id: inbox.known_platform(e) for e in entries},
         pending=registration.pending_registrations(),
-        closed=inbox.closed_entries() if request.args.get("closed") else None,
+        closed=closed, closed_after=closed_after, next_closed=next_closed,
     )
 
 

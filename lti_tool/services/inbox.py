@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import LaunchError, ValidationError
@@ -18,6 +18,7 @@ from ..models import InboxStatus, LTIPlatform, PlatformInboxEntry
 from . import platforms
 from .claims import DEPLOYMENT_ID, EXT, TOOL_PLATFORM, sanitize
 from .claims import client_id as token_client_id
+from .paging import MAX_ID, page_of
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +131,30 @@ def _trim(max_rows: int) -> None:
 # Reading
 
 
-def open_entries() -> list[PlatformInboxEntry]:
-    """The entries waiting for an admin, latest seen first (at most PAGE_SIZE)."""
-    return list(db.session.scalars(
-        select(PlatformInboxEntry).where(PlatformInboxEntry.status == InboxStatus.OPEN)
-        .order_by(PlatformInboxEntry.last_seen.desc(), PlatformInboxEntry.id.desc())
-        .limit(PAGE_SIZE)))
+def open_entries(after: int | None = None) -> tuple[list[PlatformInboxEntry], int | None]:
+    """A page of the entries waiting for an admin, latest seen first, after the entry `after`;
+    and the next page's cursor (None on the last page)."""
+    return _latest_seen(PlatformInboxEntry.status == InboxStatus.OPEN, after)
 
 
-def closed_entries() -> list[PlatformInboxEntry]:
-    """Dismissed and resolved entries, latest seen first (at most PAGE_SIZE)."""
-    return list(db.session.scalars(
-        select(PlatformInboxEntry).where(PlatformInboxEntry.status != InboxStatus.OPEN)
-        .order_by(PlatformInboxEntry.last_seen.desc(), PlatformInboxEntry.id.desc())
-        .limit(PAGE_SIZE)))
+def closed_entries(after: int | None = None) -> tuple[list[PlatformInboxEntry], int | None]:
+    """A page of the dismissed and resolved entries, as `open_entries` pages the open ones."""
+    return _latest_seen(PlatformInboxEntry.status != InboxStatus.OPEN, after)
+
+
+def _latest_seen(condition, after: int | None):
+    """Pages by key on (last_seen, id). An entry seen again moves to the first page; a cursor
+    that names no entry of the list gives the first page."""
+    entry = PlatformInboxEntry
+    query = select(entry).where(condition)
+    if after is not None and abs(after) <= MAX_ID:
+        last = db.session.execute(
+            select(entry.last_seen, entry.id).where(entry.id == after, condition)).first()
+        if last is not None:
+            query = query.where(tuple_(entry.last_seen, entry.id) < tuple_(*last))
+    rows = db.session.scalars(
+        query.order_by(entry.last_seen.desc(), entry.id.desc()).limit(PAGE_SIZE + 1)).all()
+    return page_of(rows, PAGE_SIZE)
 
 
 def count_open() -> int:
