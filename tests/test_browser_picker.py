@@ -259,3 +259,42 @@ def test_cancel_on_the_upload_page_goes_back_to_the_course(browser_factory, site
     driver.find_element(By.LINK_TEXT, "Cancel").click()
     wait_for_text(driver, "Add media")
     assert driver.execute_script("return location.pathname") == course
+
+
+def test_choices_stay_chosen_across_pages_and_searches(browser_factory, site_lms, library, db,
+                                                       make_user):
+    """Two pages of media: one item chosen on each, a search between, both reach the LMS."""
+    from selenium.webdriver.common.by import By
+
+    owner = make_user("owner")
+    db.session.add_all([Media(title=f"Seminar {n:02d}", file_path=f"s{n}.mp4",
+                              mime_type="video/mp4", size=1, owner=owner,
+                              visibility=Visibility.PUBLIC) for n in range(16)])
+    db.session.commit()
+    driver = browser_factory()
+    open_picker(driver, site_lms, NARROW)
+
+    def choose(card):
+        card.find_element(By.CSS_SELECTOR, ".card-meta").click()
+        return card.get_attribute("data-media-id")
+
+    first = choose(find(driver, "li.card"))
+    assert find(driver, "[data-count]").text == "1 chosen"
+    # at the end of the list, as a teacher scrolls to it (the Add bar stays over the list)
+    driver.execute_script("window.scrollTo(0, document.documentElement.scrollHeight)")
+    driver.find_element(By.CSS_SELECTOR, ".pager a[rel=next]").click()
+    wait_for_text(driver, "First page")
+    assert find(driver, "[data-count]").text == "1 chosen", "the first page's choice is kept"
+    second = choose(find(driver, "li.card"))
+    assert find(driver, "[data-count]").text == "2 chosen"
+    search = find(driver, "input[name=q]")
+    search.send_keys("Lecture")
+    find(driver, "form[data-picker-search] button[type=submit]").click()
+    wait_for_text(driver, "2 chosen")
+    assert horizontal_overflow(driver) == 0
+    find(driver, "button[value=add]").click()
+    wait_for_text(driver, "Back in the course")
+    claims = jwt.decode(site_lms.returned[-1], options={"verify_signature": False})
+    assert sorted(i["custom"]["media_id"] for i in claims[DL + "content_items"]) == sorted(
+        [first, second])
+    assert_no_policy_violations(driver)

@@ -124,6 +124,55 @@ def test_the_picker_pages(browser, lms, db, make_user):
     assert b'rel="next"' not in second.data and b"First page" in second.data
 
 
+def test_choices_on_other_pages_are_kept_and_answered_together(browser, lms, db, make_user):
+    owner = make_user("owner")
+    items = [Media(title=f"Item {n:02d}", file_path=f"{n}.mp4", mime_type="video/mp4", size=1,
+                   owner=owner, visibility=Visibility.PUBLIC) for n in range(25)]
+    db.session.add_all(items)
+    db.session.commit()
+    url, first = open_picker(browser, lms)
+    newest, oldest = items[24], items[0]  # on the first page; on the second
+    next_url = html.unescape(re.search(r'href="([^"]+)" rel="next"',
+                                       first.get_data(as_text=True)).group(1))
+    # picker.js sends what is chosen with the link: here the newest item
+    second = browser.get(f"{next_url}&keep={newest.id}")
+    text = second.get_data(as_text=True)
+    assert "1 chosen" in text
+    assert f'<input type="hidden" name="kept_ids" value="{newest.id}">' in text
+    back = html.unescape(re.search(r'<a href="([^"]+)">First page</a>', text).group(1))
+    assert f"keep={newest.id}" in back, "the way back keeps it too"
+    assert re.search(rf'value="{newest.id}"[^>]*checked', browser.get(back).get_data(
+        as_text=True)), "ticked again on its own page"
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(second), "action": "add", "media_ids": [str(oldest.id)],
+        "kept_ids": [str(newest.id)]})
+    claims = verify_as_the_platform(browser, lms, answer(response)[1])
+    assert [i["custom"]["media_id"] for i in claims[DL + "content_items"]] == [
+        str(oldest.id), str(newest.id)]
+
+
+def test_a_kept_choice_is_checked_again_when_answering(browser, lms, db, library):
+    url, page = open_picker(browser, lms)
+    response = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "add", "kept_ids": [str(library["private"].id)]})
+    assert response.status_code == 400 and b"JWT" not in response.data
+
+
+def test_where_one_item_is_taken_a_choice_here_replaces_a_kept_one(browser, lms, db, library):
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: settings(lms, accept_multiple=False)})
+    public, elsewhere_kept = library["public"], library["elsewhere"]
+    kept_only = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "add", "kept_ids": [str(public.id)]})
+    [item] = verify_as_the_platform(browser, lms, answer(kept_only)[1])[DL + "content_items"]
+    assert item["custom"]["media_id"] == str(public.id)
+    url, page = open_picker(browser, lms, **{DL_SETTINGS: settings(lms, accept_multiple=False)})
+    both = browser.post(url, headers=REFERER, data={
+        "csrf_token": csrf(page), "action": "add", "media_ids": [str(public.id)],
+        "kept_ids": [str(elsewhere_kept.id)]})
+    [item] = verify_as_the_platform(browser, lms, answer(both)[1])[DL + "content_items"]
+    assert item["custom"]["media_id"] == str(public.id)
+
+
 def test_choosing_media_answers_with_a_signed_response_the_platform_accepts(
     browser, lms, db, library
 ):

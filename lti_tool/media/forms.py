@@ -61,15 +61,19 @@ class PickerFilterForm(FlaskForm):
                         choices=[SelectChoice(v, label) for v, label in SCOPE_LABELS.items()])
     after = IdField(validators=[Optional()])
     selected = IdField(validators=[Optional()])  # the item just uploaded, chosen at once
+    # Items chosen on other pages or before a search: they stay chosen (picker.js sends them).
+    keep = SelectMultipleField(coerce=bounded_int, validate_choice=False)
 
     def clean_scope(self) -> str:
         return self.scope.data if self.scope.data in SCOPES else "all"
 
 
 class PickerForm(FlaskForm):
-    """The chosen items (repeatable `media_ids`), or a cancel."""
+    """The chosen items (repeatable `media_ids`, and `kept_ids` chosen on other pages), or a
+    cancel."""
 
     media_ids = SelectMultipleField(coerce=bounded_int, validate_choice=False)
+    kept_ids = SelectMultipleField(coerce=bounded_int, validate_choice=False)  # other pages'
     action = StringField()
 
 

@@ -254,11 +254,13 @@ def picker(launch_id: str):
     category = deep_linking.course_category(request_)
     form = PickerForm()
     error = None
+    multiple = request_.accept_multiple
     if form.validate_on_submit():
         secret = current_app.config["SECRET_KEY"]
         try:
             answer = deep_linking.answer(
-                current_user, category, request_, platform, form.media_ids.data or [],
+                current_user, category, request_, platform,
+                deep_linking.chosen_ids(form.media_ids.data, form.kept_ids.data, multiple),
                 cancel=form.action.data == "cancel",
                 launch_url=url_for("launch.launch", _external=True),
                 preview_url=lambda m: url_for(".media_thumbnail", id=m.id, _external=True,
@@ -280,12 +282,15 @@ def picker(launch_id: str):
     if fresh is not None and filters.after.data is None:
         items = [fresh, *(i for i in items if i.id != fresh.id)]
     if request.method == "POST":
-        chosen = set(form.media_ids.data or [])
+        chosen = deep_linking.chosen_ids(form.media_ids.data, form.kept_ids.data, multiple)
     else:
-        chosen = {fresh.id} if fresh is not None else set()
+        chosen = deep_linking.chosen_ids([fresh.id] if fresh is not None else [],
+                                         filters.keep.data, multiple)
+    on_page = {item.id for item in items}
     return render_template(
         "media/picker.html", form=form, filters=filters, items=items, next_after=next_after,
-        request_=request_, launch_id=launch_id, error=error, chosen=chosen, fresh=fresh,
+        request_=request_, launch_id=launch_id, error=error, chosen=set(chosen), fresh=fresh,
+        kept=[i for i in chosen if i not in on_page],
         category=category, scope_labels=SCOPE_LABELS,
         can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)

@@ -232,6 +232,17 @@ class Answer:
     count: int
 
 
+MAX_CHOSEN = 100  # items one answer may carry
+
+
+def chosen_ids(here: list[int] | None, elsewhere: list[int] | None, multiple: bool) -> list[int]:
+    """The ids chosen on this page and kept from other pages, in order, once each; where the
+    platform takes one item, this page's choice, else the kept one."""
+    if not multiple:
+        return list(here) if here else list(elsewhere or [])[:1]
+    return list(dict.fromkeys([*(here or []), *(elsewhere or [])]))[:MAX_CHOSEN]
+
+
 def answer(
     user: User, category: Category | None, request: Request, platform: LTIPlatform,
     media_ids: list[int], *, cancel: bool, launch_url: str,

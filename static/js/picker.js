@@ -1,6 +1,7 @@
-// The deep-linking picker: a click on a card chooses it, the bar counts what is chosen, and a
-// click on a thumbnail or title plays the item in a dialog without leaving the picker (the
-// choices stay as they are). Without scripts the links open the item in a new tab.
+// The deep-linking picker: a click on a card chooses it, the bar counts what is chosen (on other
+// pages too: another page or a search keeps the choices), and a click on a thumbnail or title
+// plays the item in a dialog without leaving the picker (the choices stay as they are). Without
+// scripts the links open the item in a new tab, and a page's links carry the choices made before it.
 (function () {
   "use strict";
 
@@ -14,15 +15,58 @@
     return form.querySelectorAll("input[name=media_ids]");
   }
 
+  // What is chosen: the boxes ticked here and the items kept from other pages.
+  function chosenIds() {
+    var ids = [];
+    choices().forEach(function (input) { if (input.checked) ids.push(input.value); });
+    form.querySelectorAll("input[name=kept_ids]").forEach(function (input) {
+      if (ids.indexOf(input.value) === -1) ids.push(input.value);
+    });
+    return ids;
+  }
+
   function showCount() {
-    var n = 0;
-    choices().forEach(function (input) { if (input.checked) n += 1; });
+    var n = chosenIds().length;
     count.textContent = n === 0 ? "None chosen" : n + " chosen";
   }
 
+  // Where the platform takes one item, a choice here replaces one kept from another page.
+  function dropKeptIfOne(input) {
+    if (input.type !== "radio" || !input.checked) return;
+    form.querySelectorAll("input[name=kept_ids]").forEach(function (kept) { kept.remove(); });
+  }
+
   form.addEventListener("change", function (event) {
-    if (event.target.name === "media_ids") showCount();
+    if (event.target.name !== "media_ids") return;
+    dropKeptIfOne(event.target);
+    showCount();
   });
+
+  // Another page or a search keeps the choices: they travel as `keep` in its address.
+  form.addEventListener("click", function (event) {
+    var link = event.target.closest(".pager a");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    var url = new URL(link.href);
+    url.searchParams.delete("keep");
+    chosenIds().forEach(function (id) { url.searchParams.append("keep", id); });
+    window.location.assign(url.toString());
+  });
+
+  var search = document.querySelector("form[data-picker-search]");
+  if (search) {
+    search.addEventListener("submit", function () {
+      search.querySelectorAll("input[data-keep]").forEach(function (input) { input.remove(); });
+      chosenIds().forEach(function (id) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = "keep";
+        input.value = id;
+        input.setAttribute("data-keep", "");
+        search.appendChild(input);
+      });
+    });
+  }
 
   // The whole card chooses (its links and controls keep their own work).
   form.addEventListener("click", function (event) {
@@ -31,6 +75,7 @@
     var input = card && card.querySelector("input[name=media_ids]");
     if (!input) return;
     input.checked = input.type === "radio" ? true : !input.checked;
+    dropKeptIfOne(input);
     showCount();
   });
 
