@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import LaunchError, ValidationError
@@ -18,7 +18,7 @@ from ..models import InboxStatus, LTIPlatform, PlatformInboxEntry
 from . import platforms
 from .claims import DEPLOYMENT_ID, EXT, TOOL_PLATFORM, sanitize
 from .claims import client_id as token_client_id
-from .paging import MAX_ID, page_of
+from .paging import newest_first
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +146,8 @@ def _latest_seen(condition, after: int | None):
     """Pages by key on (last_seen, id). An entry seen again moves to the first page; a cursor
     that names no entry of the list gives the first page."""
     entry = PlatformInboxEntry
-    query = select(entry).where(condition)
-    if after is not None and abs(after) <= MAX_ID:
-        last = db.session.execute(
-            select(entry.last_seen, entry.id).where(entry.id == after, condition)).first()
-        if last is not None:
-            query = query.where(tuple_(entry.last_seen, entry.id) < tuple_(*last))
-    rows = db.session.scalars(
-        query.order_by(entry.last_seen.desc(), entry.id.desc()).limit(PAGE_SIZE + 1)).all()
-    return page_of(rows, PAGE_SIZE)
+    return newest_first(select(entry).where(condition), entry, after, PAGE_SIZE,
+                        by=entry.last_seen, cursor_where=condition)
 
 
 def count_open() -> int:
