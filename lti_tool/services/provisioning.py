@@ -177,38 +177,30 @@ def _sole_grant():
     )
 
 
-_COURSE = (
-    select(Category, RBACGroup, RBACMembership, _sole_grant().label("sole_grant"))
-    .select_from(Category)
-    .outerjoin(
-        RBACGroup,
-        (RBACGroup.platform_id == Category.platform_id)
-        & (RBACGroup.lti_context_id == Category.lti_context_id),
+def _with_course(query, user_id):
+    """`query` (which selects from Category) with the course's group, the membership of
+    `user_id` in it, and `_sole_grant`: what `_find_course` reads."""
+    return (
+        query.add_columns(RBACGroup, RBACMembership, _sole_grant().label("sole_grant"))
+        .outerjoin(RBACGroup, (RBACGroup.platform_id == Category.platform_id)
+                   & (RBACGroup.lti_context_id == Category.lti_context_id))
+        .outerjoin(RBACMembership, (RBACMembership.rbac_group_id == RBACGroup.id)
+                   & (RBACMembership.user_id == user_id))
     )
-    .outerjoin(
-        RBACMembership,
-        (RBACMembership.rbac_group_id == RBACGroup.id)
-        & (RBACMembership.user_id == bindparam("user_id")),
-    )
-    .where(Category.platform_id == bindparam("platform_id"),
-           Category.lti_context_id == bindparam("context_id"))
-)
 
 
-_USER_AND_COURSE = (  # a returning user's launch: mapping and user, and _COURSE's columns
-    select(LTIUserMapping, User, Category, RBACGroup, RBACMembership,
-           _sole_grant().label("sole_grant"))
-    .select_from(LTIUserMapping)
+_COURSE = _with_course(select(Category), bindparam("user_id")).where(
+    Category.platform_id == bindparam("platform_id"),
+    Category.lti_context_id == bindparam("context_id"))
+
+_USER_AND_COURSE = _with_course(  # a returning user's launch: mapping and user, and the course
+    select(LTIUserMapping, User, Category)
     .join(User, User.id == LTIUserMapping.user_id)
     .outerjoin(Category, (Category.platform_id == LTIUserMapping.platform_id)
-               & (Category.lti_context_id == bindparam("context_id")))
-    .outerjoin(RBACGroup, (RBACGroup.platform_id == Category.platform_id)
-               & (RBACGroup.lti_context_id == Category.lti_context_id))
-    .outerjoin(RBACMembership, (RBACMembership.rbac_group_id == RBACGroup.id)
-               & (RBACMembership.user_id == User.id))
-    .where(LTIUserMapping.platform_id == bindparam("platform_id"),
-           LTIUserMapping.lti_user_id == bindparam("sub"))
-)
+               & (Category.lti_context_id == bindparam("context_id"))),
+    User.id,
+).where(LTIUserMapping.platform_id == bindparam("platform_id"),
+        LTIUserMapping.lti_user_id == bindparam("sub"))
 
 
 def _find_course(
