@@ -17,6 +17,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+# Settings of the tool a developer's shell may hold that must not leak into a benchmark's run.
+TOOL_ENV = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "INSTANCE_PATH", "MEDIA_ROOT",
+            "TRUSTED_PROXIES", "CACHE_KEY_PREFIX", "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "BIND",
+            "WEB_CONCURRENCY", "LOG_LEVEL")
+
 
 def median_ms(client, url: str, repeat: int) -> float:
     """The median time of `repeat` GETs of `url`, each of which must answer 200."""

@@ -10,7 +10,7 @@ end).
 
 One round trip is what a browser does, through Flask's test client: POST /lti/login (the
 cookie check page), GET it again with lti1p3_new_window=1 (302 to the platform), the platform's
-auth page (made in this process by bench/launch_bench.py's BenchPlatform: a real RS256-signed
+auth page (made in this process by bench/bench_platform.py's BenchPlatform: a real RS256-signed
 id_token), POST /lti/launch, and the landing page (its GET after a 303, or the launch's own
 response when it renders in place).
 
@@ -49,16 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import delete_redis_keys, fresh_database  # noqa: E402
-from launch_bench import BenchPlatform, login_params  # noqa: E402
+from bench_platform import BenchPlatform, login_params  # noqa: E402
+from common import TOOL_ENV, delete_redis_keys, fresh_database  # noqa: E402
 
 TOOL = "http://localhost"
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 STEPS = ("login", "login (new window)", "platform auth (bench)", "launch POST", "landing page")
-# Settings of the tool a developer's shell may hold that must not leak into the run.
-TOOL_ENV = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "INSTANCE_PATH", "MEDIA_ROOT",
-            "TRUSTED_PROXIES", "CACHE_KEY_PREFIX", "PUBLIC_BASE_URL", "TRUSTED_HOSTS",
-            "LOG_LEVEL")
 
 
 # Buckets: a frame's file (or a builtin's name) tells which part of the stack it belongs to.
