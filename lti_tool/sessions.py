@@ -12,7 +12,7 @@ from flask_login import user_logged_in
 
 from .extensions import login_manager
 from .models import User
-from .services import users
+from .services import picker_pass, users
 
 SESSION_VERSION_KEY = "_sv"
 
@@ -22,10 +22,18 @@ def load_user(user_id: str) -> User | None:
     return users.load_user(user_id, session.get(SESSION_VERSION_KEY))
 
 
+def load_user_from_pass(request) -> User | None:
+    """Flask-Login's request loader, for requests without a signed-in session: the picker
+    pass of a cookieless deep-linking picker, for that one request (services.picker_pass)."""
+    found = picker_pass.from_request()
+    return found.user if found else None
+
+
 def _remember_version(sender: Flask, user: User, **extra) -> None:
     session[SESSION_VERSION_KEY] = user.session_version
 
 
 def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
+    login_manager.request_loader(load_user_from_pass)
     user_logged_in.connect(_remember_version, app)

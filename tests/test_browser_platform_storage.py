@@ -1,10 +1,14 @@
 """Platform Storage in a real Chromium that blocks all of the tool's cookies in the LMS frame:
 the LMS (as Canvas, with its `post_message_forwarding` frame, or as Sakai, `_parent`) keeps the
-login's state and nonce, and the launch lands on the course's media or the picker."""
+login's state and nonce, and the launch lands on the course's media or the picker, where a
+teacher pages, searches, chooses and adds without any cookie (the picker pass)."""
 
+import jwt
 import pytest
 
-from .journeys import assert_accessible
+from lti_tool.models import Media, Visibility
+
+from .journeys import NARROW, assert_accessible, horizontal_overflow
 from .lms import INSTRUCTOR
 from .test_browser import (  # noqa: F401  (fixtures)
     CHROMEDRIVER,
@@ -17,6 +21,8 @@ from .test_browser import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium not installed")
+
+DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 
 
 def open_blocked(browser_factory, site_lms, tool_url):
@@ -74,16 +80,61 @@ def test_pages_after_the_first_show_the_way_to_a_new_window(browser_factory, sit
     wait_for_text(driver, "blocks the media tool's cookies inside the LMS page")
 
 
-def test_a_teacher_lands_on_the_picker_with_cookies_blocked(browser_factory, site_lms, tool_url):
+def test_a_teacher_with_cookies_blocked_pages_searches_chooses_and_adds(
+    browser_factory, site_lms, tool_url, db, make_user
+):
+    """The picker without any cookie: a choice on the first page, the next page, a search, Add;
+    the LMS gets both items. Every step is a POST carrying the picker pass."""
     from selenium.webdriver.common.by import By
 
+    owner = make_user("colleague")
+    db.session.add_all([Media(title=f"Seminar {n:02d}", file_path=f"s{n}.mp4",
+                              mime_type="video/mp4", size=1, owner=owner,
+                              visibility=Visibility.PUBLIC) for n in range(21)])
+    db.session.commit()
     site_lms.storage_target = "post_message_forwarding"
     site_lms.browser_roles = [INSTRUCTOR]
     site_lms.browser_message_type = "LtiDeepLinkingRequest"
+    site_lms.frame = NARROW  # the LMS's narrow dialog
     driver = open_blocked(browser_factory, site_lms, tool_url)
-    wait_for_text(driver, "Cancel")
-    assert driver.find_elements(By.CSS_SELECTOR, "button[value=cancel]")
+    wait_for_text(driver, "search, choose and add work here")
+    assert_accessible(driver)
+    assert horizontal_overflow(driver) == 0
+    cards = driver.find_elements(By.CSS_SELECTOR, "li.card")
+    assert len(cards) == 20
+    thumbnail = driver.find_element(By.CSS_SELECTOR, "li.card img").get_attribute("src")
+    answer = driver.execute_async_script(
+        "fetch(arguments[0]).then(r => arguments[1](r.status + ' ' +"
+        " r.headers.get('content-type')))", thumbnail)
+    assert answer.startswith("200 image/"), f"a thumbnail needs no session: {answer}"
+    first = cards[0].get_attribute("data-media-id")
+    cards[0].find_element(By.CSS_SELECTOR, ".card-meta").click()  # the card chooses
+    driver.execute_script("window.scrollTo(0, document.documentElement.scrollHeight)")
+    driver.find_element(By.XPATH, "//nav[@class='pager']/button[text()='Next']").click()
+    wait_for_text(driver, "First page")
+    assert find_count(driver) == "1 chosen", "the first page's choice is kept"
+    search = driver.find_element(By.CSS_SELECTOR, "input[name=q]")
+    search.send_keys("Seminar 07")
+    driver.find_element(By.CSS_SELECTOR,
+                        "form[data-picker-search] button[type=submit]").click()
+    wait_for_text(driver, "1 chosen")
+    found = driver.find_element(By.CSS_SELECTOR, "li.card")
+    second = found.get_attribute("data-media-id")
+    found.find_element(By.CSS_SELECTOR, "input[name=media_ids]").click()
+    assert find_count(driver) == "2 chosen"
+    driver.find_element(By.CSS_SELECTOR, "button[value=add]").click()
+    wait_for_text(driver, "Back in the course")
+    claims = jwt.decode(site_lms.returned[-1], options={"verify_signature": False})
+    assert sorted(i["custom"]["media_id"] for i in claims[DL + "content_items"]) == sorted(
+        [first, second])
+    assert driver.get_cookies() == [], "the tool kept no cookie at all"
     assert_no_policy_violations(driver)
+
+
+def find_count(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, "[data-count]").text
 
 
 @pytest.mark.parametrize("answers", [False, "put"], ids=["at-login", "at-launch"])

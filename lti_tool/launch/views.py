@@ -75,7 +75,7 @@ def launch():
                                        result.provisioned.course_role)
     allow_framing_by(*session["frame_origins"])
     if storage_login is not None:
-        return _storage_landing(_destination(result), storage_login)
+        return _storage_landing(_destination(result), storage_login, result.deep_linking)
     return _page_in_place(_destination(result))
 
 
@@ -146,10 +146,15 @@ def _read_without_transaction() -> bool:
     return True
 
 
-def _storage_landing(url: str, login: dict):
+def _storage_landing(url: str, login: dict, picker: bool = False):
     """The landing page after a Platform Storage launch: the browser may keep none of the
-    tool's cookies, so a redirect would find no session; in the launch's own response."""
-    if notice := platform_storage.landing_notice(login):
+    tool's cookies, so a redirect would find no session; in the launch's own response.
+
+    The picker says itself what works there without cookies (services.picker_pass).
+    """
+    if picker:
+        g.storage_login_params = login.get("params")
+    elif notice := platform_storage.landing_notice(login):
         flash(notice, "storage")
     response = _page_in_place(url, remember=False)
     # No session kept: the browser blocks the tool's cookies here anyway, and a continuation

@@ -9,6 +9,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -18,11 +19,22 @@ from flask import (
 from flask_login import current_user, login_required
 
 from ..errors import KeyUnavailableError, LaunchError, ValidationError
-from ..extensions import db
+from ..extensions import csrf, db
 from ..launch.views import doctor_page
 from ..models import Category, Media, MediaStatus, Visibility
 from ..security import allow_form_posts_to, allow_framing_by
-from ..services import access, deep_linking, jobs, media, platforms, processing, users
+from ..services import (
+    access,
+    deep_linking,
+    jobs,
+    media,
+    picker_pass,
+    platform_storage,
+    platforms,
+    processing,
+    users,
+)
+from ..services.message_launch import STORAGE_SESSION_ID
 from .forms import (
     SCOPE_LABELS,
     DeleteForm,
@@ -247,15 +259,24 @@ def status_notice(report: dict) -> str:
 
 
 @bp.route("/picker/<launch_id>", methods=["GET", "POST"])
+@csrf.exempt  # checked here: the session's CSRF token, or the picker pass in its place
 @login_required
 def picker(launch_id: str):
-    """The instructor's media picker for a deep-linking request; POST answers the platform."""
-    request_, platform = _pending_request(launch_id)
+    """The instructor's media picker for a deep-linking request; POST answers the platform.
+
+    Without cookies (after a Platform Storage launch) the picker's forms carry a picker pass
+    (services.picker_pass), and its search and pages are POSTs of the same form.
+    """
+    passed = g.get("picker_pass")  # found by the request loader: no session here
+    if passed is None and request.method == "POST":
+        csrf.protect()
+    request_, platform = _pending_request(launch_id, passed)
     category = deep_linking.course_category(request_)
-    form = PickerForm()
+    form = PickerForm(meta={"csrf": False}) if passed else PickerForm()
     error = None
     multiple = request_.accept_multiple
-    if form.validate_on_submit():
+    answering = passed is None or form.action.data in ("add", "cancel")
+    if answering and form.validate_on_submit():
         secret = current_app.config["SECRET_KEY"]
         try:
             answer = deep_linking.answer(
@@ -273,7 +294,8 @@ def picker(launch_id: str):
             allow_form_posts_to(answer.return_url)
             return render_template("media/deep_link_return.html", action=answer.return_url,
                                    jwt=answer.jwt, count=answer.count)
-    filters = PickerFilterForm(request.args)
+    browsing = passed is not None and request.method == "POST"
+    filters = PickerFilterForm(request.form if browsing else request.args)
     # Back from an upload: the new item comes first, already chosen.
     fresh = deep_linking.usable_media(current_user, category, filters.selected.data)
     items, next_after = deep_linking.pickable_media(
@@ -282,23 +304,27 @@ def picker(launch_id: str):
     if fresh is not None and filters.after.data is None:
         items = [fresh, *(i for i in items if i.id != fresh.id)]
     if request.method == "POST":
-        chosen = deep_linking.chosen_ids(form.media_ids.data, form.kept_ids.data, multiple)
+        kept = form.kept_ids.data + (filters.keep.data if browsing else [])
+        chosen = deep_linking.chosen_ids(form.media_ids.data, kept, multiple)
     else:
         chosen = deep_linking.chosen_ids([fresh.id] if fresh is not None else [],
                                          filters.keep.data, multiple)
     on_page = {item.id for item in items}
+    pass_token, new_window = _picker_pass(passed, launch_id)
     return render_template(
         "media/picker.html", form=form, filters=filters, items=items, next_after=next_after,
         request_=request_, launch_id=launch_id, error=error, chosen=set(chosen), fresh=fresh,
         kept=[i for i in chosen if i not in on_page],
-        category=category, scope_labels=SCOPE_LABELS,
+        category=category, scope_labels=SCOPE_LABELS, picker_pass=pass_token,
+        new_window=new_window,
+        thumbnails=_token_thumbnails(items) if pass_token else None,
         can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)
 
 
-def _pending_request(launch_id: str):
+def _pending_request(launch_id: str, passed: picker_pass.PickerPass | None = None):
     """The deep-linking request of one of this user's launches, else a clear refusal."""
-    if launch_id not in session.get("launch_ids", []):
+    if passed is None and launch_id not in session.get("launch_ids", []):
         abort(403, description="This media picker belongs to another launch: open it again "
                                "from your course.")
     found = deep_linking.pending_request(launch_id)
@@ -306,6 +332,27 @@ def _pending_request(launch_id: str):
         abort(410, description="This request to choose media has expired: open it again "
                                "from your course.")
     return found
+
+
+def _picker_pass(passed: picker_pass.PickerPass | None, launch_id: str):
+    """The pass the picker's forms carry where the browser keeps no cookies, and the address of
+    a window of its own: this request's, or a new one in a Platform Storage launch's answer.
+    (None, None) where the session works."""
+    if passed is not None:
+        return passed.token, passed.new_window
+    storage_session = g.get(STORAGE_SESSION_ID)
+    if not storage_session:
+        return None, None
+    params = g.get("storage_login_params")
+    token = picker_pass.issue(current_user, launch_id, storage_session, params)
+    return token, platform_storage.new_window_url(params)
+
+
+def _token_thumbnails(items: list[Media]) -> dict[int, str]:
+    """Thumbnail addresses that need no session (the ones the LMS gets with the links)."""
+    secret = current_app.config["SECRET_KEY"]
+    return {m.id: url_for(".media_thumbnail", id=m.id, token=media.preview_token(m, secret))
+            for m in items}
 
 
 def _key_unavailable(error: KeyUnavailableError, platform):
