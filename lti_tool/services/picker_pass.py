@@ -55,19 +55,23 @@ def from_request() -> PickerPass | None:
     """
     if "picker_pass" in g:
         return g.picker_pass
-    g.picker_pass = found = None
-    token = request.form.get(FIELD) if request.method == "POST" else None
+    g.picker_pass = None
+    if request.method != "POST" or request.endpoint != ENDPOINT:
+        return None
+    token = request.form.get(FIELD)
     launch_id = (request.view_args or {}).get("launch_id")
-    if token and launch_id and request.endpoint == ENDPOINT:
-        try:
-            user_id, version, named, storage_id, params = _serializer().loads(
-                token, max_age=PASS_SECONDS)
-        except (BadData, ValueError, TypeError):
-            return None
-        user = users.load_user(str(user_id), version) if named == launch_id else None
-        if user is not None:
-            g.picker_pass = found = PickerPass(token, user, launch_id, dict(params))
-            g.setdefault(STORAGE_SESSION_ID, storage_id)
+    if not token or not launch_id:
+        return None
+    try:
+        user_id, version, named, storage_id, params = _serializer().loads(
+            token, max_age=PASS_SECONDS)
+    except (BadData, ValueError, TypeError):
+        return None
+    user = users.load_user(str(user_id), version) if named == launch_id else None
+    if user is None:
+        return None
+    g.picker_pass = found = PickerPass(token, user, launch_id, dict(params))
+    g.setdefault(STORAGE_SESSION_ID, storage_id)
     return found
 
 
