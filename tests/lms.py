@@ -166,9 +166,12 @@ class TestPlatform:
         self.frame = ("900", "600")  # the course page's iframe: width and height attributes
         # Platform Storage (browser tests): the lti_storage_target the web side sends
         # ("post_message_forwarding" as Canvas, "_parent" as Sakai; None as Moodle), and whether
-        # its storage answers lti.put_data / lti.get_data at all ("put": put_data only).
+        # its storage answers lti.put_data / lti.get_data at all ("put": put_data only), and
+        # the spelling it speaks ("org.imsglobal." as Brightspace): the other spelling gets an
+        # unsupported_subject error.
         self.storage_target: str | None = None
         self.storage_answers: bool | str = True
+        self.storage_prefix = ""
 
     # keys
 
@@ -325,15 +328,19 @@ class TestPlatform:
         only; what it was asked is kept in `window.ltiStorageSeen` for the tests to read."""
         tool_origin = json.dumps("{}://{}".format(*urlsplit(self.tool_url)[:2]))
         answers = json.dumps(self.storage_answers)  # true, false or "put" (put_data only)
+        prefix = json.dumps(self.storage_prefix)
         return (
             "<script>(function(){var store={};window.ltiStorageSeen=[];"
             "window.addEventListener('message',function(e){"
-            f"var d=e.data||{{}};if(e.origin!=={tool_origin})return;"
-            "if(d.subject!=='lti.put_data'&&d.subject!=='lti.get_data')return;"
-            "window.ltiStorageSeen.push(d.subject+' '+d.key);"
-            f"var a={answers};if(!a||(a==='put'&&d.subject!=='lti.put_data'))return;"
+            f"var d=e.data||{{}};if(e.origin!=={tool_origin})return;var p={prefix};"
+            "var s=String(d.subject||'');if(s.indexOf(p)!==0||!/^lti\\.(put|get)_data$/.test("
+            "s.slice(p.length))){if(/lti\\.(put|get)_data$/.test(s))e.source.postMessage("
+            "{subject:s+'.response',message_id:d.message_id,error:{code:'unsupported_subject',"
+            "message:'not in this spelling'}},e.origin);return;}"
+            "s=s.slice(p.length);window.ltiStorageSeen.push(s+' '+d.key);"
+            f"var a={answers};if(!a||(a==='put'&&s!=='lti.put_data'))return;"
             "var reply={subject:d.subject+'.response',message_id:d.message_id,key:d.key};"
-            "if(d.subject==='lti.put_data'){store[d.key]=d.value;reply.value=d.value;}"
+            "if(s==='lti.put_data'){store[d.key]=d.value;reply.value=d.value;}"
             "else if(d.key in store){reply.value=store[d.key];}"
             "else{reply.error={code:'bad_request',message:'no such key'};}"
             "e.source.postMessage(reply,e.origin);});})();</script>"

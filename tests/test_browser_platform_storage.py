@@ -60,6 +60,21 @@ def test_a_student_lands_on_the_course_media_with_cookies_blocked(
     assert seen[0].startswith("lti.put_data state_") and seen[1].startswith("lti.put_data nonce_")
 
 
+def test_a_platform_speaking_the_org_imsglobal_spelling_keeps_the_state(
+    browser_factory, site_lms, tool_url
+):
+    """Brightspace's storage knows only org.imsglobal.lti.put_data / get_data, and answers the
+    other spelling with an error: the tool asks in both, and that error does not stop it."""
+    site_lms.storage_target = "post_message_forwarding"
+    site_lms.storage_prefix = "org.imsglobal."
+    driver = open_blocked(browser_factory, site_lms, tool_url)
+    wait_for_text(driver, "No media in this course yet.")
+    assert driver.get_cookies() == []
+    assert_no_policy_violations(driver)
+    seen = storage_seen(driver, site_lms)
+    assert [s.split(" ")[0] for s in seen] == ["lti.put_data"] * 2 + ["lti.get_data"] * 2
+
+
 def test_pages_after_the_first_show_the_way_to_a_new_window(browser_factory, site_lms, tool_url):
     from selenium.webdriver.common.by import By
 

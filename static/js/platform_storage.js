@@ -4,6 +4,8 @@
 //   data-platform-storage="get": read each entry back; when all match, post the launch again.
 // Messages go to the frame the LMS named (data-target; `_parent`: the parent itself) with
 // targetOrigin data-origin; answers count only from that origin and with our message_id.
+// Each is sent in both spellings of its subject, lti.* and org.imsglobal.lti.* (Brightspace
+// knows only the latter): the first good answer counts, an error only when both spellings fail.
 // No answer within data-timeout ms, or an error answer: the new-window way out shows.
 (function () {
   "use strict";
@@ -57,16 +59,10 @@
       return;
     }
     var waiting = pending[data.message_id];
-    // Sakai and Brightspace may answer in the org.imsglobal.lti.* spelling.
-    var subject = String(data.subject || "").replace(/^org\.imsglobal\./, "");
-    if (!waiting || subject !== waiting.subject + ".response") {
+    if (!waiting || String(data.subject || "") !== waiting.subject + ".response") {
       return;
     }
     delete pending[data.message_id];
-    if (data.error) {
-      fallback();
-      return;
-    }
     waiting.answer(data);
   });
 
@@ -77,14 +73,38 @@
     frame.postMessage(message, origin);
   }
 
+  // One question in both spellings; `answer` gets the first good answer, or the last error.
+  function askBoth(frame, message, answer) {
+    var settled = false;
+    var failed = 0;
+    ["", "org.imsglobal."].forEach(function (prefix) {
+      var spelled = {};
+      Object.keys(message).forEach(function (name) { spelled[name] = message[name]; });
+      spelled.subject = prefix + message.subject;
+      ask(frame, spelled, function (data) {
+        if (settled) {
+          return;
+        }
+        if (data.error) {
+          failed += 1;
+          if (failed < 2) {
+            return;
+          }
+        }
+        settled = true;
+        answer(data);
+      });
+    });
+  }
+
   function each(frame, build, check, done) {
     var left = entries.length;
     entries.forEach(function (entry) {
-      ask(frame, build(entry[0], entry[1]), function (data) {
+      askBoth(frame, build(entry[0], entry[1]), function (data) {
         if (finished) {
           return;
         }
-        if (!check(data, entry)) {
+        if (data.error || !check(data, entry)) {
           fallback();
           return;
         }
