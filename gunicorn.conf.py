@@ -4,6 +4,7 @@ import os
 import re
 
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -37,3 +38,26 @@ control_socket_disable = True
 # Threads let a worker serve another request while one waits on the database, Redis or a
 # platform's keyset.
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+
+class StopRefusingWorker(ThreadWorker):
+    """gunicorn's threaded worker, which refuses new connections as soon as it stops.
+
+    On SIGTERM (`systemctl stop`) gunicorn's own stops accepting but keeps its copy of the
+    listening socket open while it finishes the requests it holds (up to graceful_timeout): the
+    kernel still queues new connections there, nobody takes them, and nginx waits on this host
+    instead of trying the next. This one closes its copy when it stops accepting; the master
+    closed its own first, so the kernel refuses at once and nginx's `proxy_next_upstream error`
+    sends the request to another host. (A reload or a restart after max_requests closes one
+    worker's copy only: the master and the other workers keep the socket.)
+    """
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
+
+
+if threads > 1:  # one thread is gunicorn's sync worker, whose socket closes with its request
+    worker_class = StopRefusingWorker
