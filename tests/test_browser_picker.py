@@ -154,6 +154,51 @@ def test_a_preview_plays_in_a_dialog_and_leaves_the_choices(browser_factory, sit
     assert_no_policy_violations(driver)
 
 
+def test_a_video_preview_streams_through_hls_and_stops_when_closed(
+    app, db, browser_factory, site_lms, make_user, tmp_path
+):
+    """A processed video plays in the preview as on its own page: HLS through hls.js; closing
+    the dialog stops the stream."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from lti_tool.services import jobs, processing
+
+    from .test_browser_player import hevc_clip
+
+    clip = tmp_path / "field trip.mov"
+    hevc_clip(clip)
+    with open(clip, "rb") as stream:
+        item = media_service.add_media(stream, root=app.config["MEDIA_ROOT"], max_bytes=10**9,
+                                       title="Field trip", owner=make_user("colleague"),
+                                       visibility=Visibility.PUBLIC)
+    job = processing.queue_processing(item)
+    db.session.commit()
+    jobs.dispatch(job)
+    assert jobs.run_waiting() == 1
+    driver = browser_factory()
+    open_picker(driver, site_lms, NARROW)
+    find(driver, f"li.card[data-media-id='{item.id}'] .card-title a").click()
+    video = WebDriverWait(driver, 10).until(
+        lambda d: d.find_elements("css selector", "dialog[open] [data-preview-player] video"))[0]
+    started = driver.execute_async_script("""
+        var done = arguments[arguments.length - 1], video = arguments[0];
+        video.muted = true;
+        video.play().then(function () { done('playing'); }, function (e) { done(String(e)); });
+    """, video)
+    assert started == "playing"
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script(
+        "return arguments[0].currentTime > 0.5", video))
+    engine, source = driver.execute_script(
+        "return [arguments[0].dataset.engine, arguments[0].currentSrc]", video)
+    assert engine == "hls.js" and source.startswith("blob:"), (engine, source)
+    driver.execute_script("window.previewed = arguments[0]", video)
+    find(driver, "[data-preview-close]").click()
+    assert driver.execute_script("return window.previewed.paused"), "the preview stopped"
+    assert driver.execute_script("return window.previewed.hlsPlayer") is None, "hls.js let go"
+    assert driver.find_elements("css selector", "[data-preview-player] video") == []
+    assert_no_policy_violations(driver)
+
+
 def test_an_upload_from_the_picker_comes_back_chosen_and_goes_to_the_course(
     browser_factory, site_lms, library, tmp_path, db
 ):

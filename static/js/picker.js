@@ -97,7 +97,10 @@
         return response.text();
       })
       .then(function (html) {
-        if (dialog.open) player.innerHTML = html;
+        if (!dialog.open) return;
+        player.innerHTML = html;
+        // The player page's own start: HLS through hls.js, the processing notice's polling.
+        if (window.mediaPlayer) window.mediaPlayer.start(player);
       })
       .catch(function () {
         player.textContent = "The preview could not be loaded. Open the item in a new tab instead.";
@@ -121,6 +124,7 @@
   });
 
   dialog.addEventListener("close", function () {
+    if (window.mediaPlayer) window.mediaPlayer.stop(player);
     player.textContent = ""; // stops the video
     if (opener) {
       // The thumbnail link is out of the Tab order: give focus to its card's title instead.

@@ -1,7 +1,8 @@
 // The media player: HLS through hls.js where the browser has Media Source Extensions, native
 // HLS where it plays it itself (Safari), else the MP4 in the element's src. While an item is
 // being processed its notice asks for the status every few seconds and swaps in the player
-// when it is ready (or the reason when it failed), without reloading the page.
+// when it is ready (or the reason when it failed), without reloading the page. The picker's
+// preview starts and stops the players it shows through window.mediaPlayer.
 (function () {
   "use strict";
 
@@ -21,6 +22,7 @@
         });
         hls.loadSource(playlist);
         hls.attachMedia(element);
+        element.hlsPlayer = hls;
         element.dataset.engine = "hls.js";
       } else if (element.canPlayType("application/vnd.apple.mpegurl")) {
         element.src = playlist;
@@ -37,6 +39,7 @@
       var every = (Number(box.dataset.pollSeconds) || 4) * 1000;
 
       function swap() {
+        if (!box.isConnected) return; // the preview showing it was closed
         fetch(box.dataset.playerUrl, { credentials: "same-origin" })
           .then(function (response) {
             if (!response.ok) throw new Error(response.status);
@@ -52,6 +55,7 @@
       }
 
       function ask() {
+        if (!box.isConnected) return;
         fetch(box.dataset.statusUrl, { credentials: "same-origin",
                                        headers: { Accept: "application/json" } })
           .then(function (response) {
@@ -78,6 +82,21 @@
     });
   }
 
+  // Stop what `attach` started under `root` (hls.js goes on loading a removed element's video).
+  function stop(root) {
+    root.querySelectorAll("video, audio").forEach(function (element) {
+      element.pause();
+      if (element.hlsPlayer) {
+        element.hlsPlayer.destroy();
+        element.hlsPlayer = null;
+      }
+    });
+  }
+
+  window.mediaPlayer = {
+    start: function (root) { attach(root); watch(root); },
+    stop: stop
+  };
   attach(document);
   watch(document);
 })();
