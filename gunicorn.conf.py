@@ -17,16 +17,22 @@ accesslog = None if os.environ.get("ACCESS_LOG", "1").strip().lower() in (
 
 class AccessLogger(Logger):
     """The access log hides the values that carry an LMS's one-time registration token
-    (`registration_token`, and Brightspace's `openid_configuration` URL with the token inside)."""
+    (`registration_token`, and Brightspace's `openid_configuration` URL with the token inside)
+    and a player's media pass (`/media/<id>/pass/<token>/...`)."""
 
-    SECRETS = re.compile(r"((?:registration_token|openid_configuration)=)[^&\s]*")
+    SECRETS = re.compile(r"((?:registration_token|openid_configuration)=)[^&\s]*"
+                         r"|(/media/\d+/pass/)[^/\s?]+")
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for atom in ("r", "q", "f"):
+        for atom in ("r", "U", "q", "f"):
             if isinstance(atoms.get(atom), str):
-                atoms[atom] = self.SECRETS.sub(r"\1[hidden]", atoms[atom])
+                atoms[atom] = self.SECRETS.sub(self._hide, atoms[atom])
         return atoms
+
+    @staticmethod
+    def _hide(match: re.Match) -> str:
+        return (match.group(1) or match.group(2)) + "[hidden]"
 
 
 logger_class = AccessLogger

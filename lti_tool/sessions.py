@@ -12,7 +12,7 @@ from flask_login import user_logged_in
 
 from .extensions import login_manager
 from .models import User
-from .services import picker_pass, users
+from .services import media_pass, picker_pass, users
 
 SESSION_VERSION_KEY = "_sv"
 
@@ -23,10 +23,12 @@ def load_user(user_id: str) -> User | None:
 
 
 def load_user_from_pass(request) -> User | None:
-    """Flask-Login's request loader, for requests without a signed-in session: the picker
-    pass of a cookieless deep-linking picker, for that one request (services.picker_pass)."""
+    """Flask-Login's request loader, for requests without a signed-in session, where the
+    browser keeps no cookie for the tool: the picker pass of a deep-linking picker
+    (services.picker_pass) or the media pass of a player (services.media_pass), for that one
+    request."""
     found = picker_pass.from_request()
-    return found.user if found else None
+    return found.user if found else media_pass.from_request()
 
 
 def _remember_version(sender: Flask, user: User, **extra) -> None:

@@ -162,6 +162,7 @@ class TestPlatform:
         self.tool_url = ""  # where the browser-facing pages send the browser (browser tests)
         self.browser_roles = [LEARNER]  # roles of the user signed in to the web side
         self.browser_message_type = "LtiResourceLinkRequest"  # what the web side launches
+        self.browser_custom: dict[str, str] = {}  # the link's custom claim (a linked media_id)
         self.returned: list[str] = []  # deep-linking answers posted back to the web side
         self.frame = ("900", "600")  # the course page's iframe: width and height attributes
         # Platform Storage (browser tests): the lti_storage_target the web side sends
@@ -357,7 +358,8 @@ class TestPlatform:
         assert param["redirect_uri"] == f"{self.tool_url}/lti/launch", param["redirect_uri"]
         token = self.sign(self.claims(nonce=param["nonce"], sub=param["login_hint"],
                                       roles=self.browser_roles,
-                                      message_type=self.browser_message_type))
+                                      message_type=self.browser_message_type,
+                                      custom=self.browser_custom))
         fields = {"id_token": token, "state": param["state"]}
         if self.storage_target:
             fields["lti_storage_target"] = self.storage_target

@@ -102,8 +102,9 @@ def _disposition(download_name: str | None) -> str:
 
 
 @bp.get("/<int:id>/player")
+@bp.get("/<int:id>/pass/<token>/player")  # token: services.media_pass, read by the login
 @login_required
-def media_player(id: int):
+def media_player(id: int, token: str | None = None):
     """Just the player (or the processing notice): what the page swaps in when the item's
     processing ends, without a reload."""
     item = viewable_media(id)
@@ -111,8 +112,9 @@ def media_player(id: int):
 
 
 @bp.get("/<int:id>/status")
+@bp.get("/<int:id>/pass/<token>/status")
 @login_required
-def media_status(id: int):
+def media_status(id: int, token: str | None = None):
     """The item's processing status, for the page's poll."""
     item = viewable_media(id)
     response = current_app.json.response(status_report(item))
@@ -136,8 +138,9 @@ def media_retry(id: int):
 
 
 @bp.get("/<int:id>/file")
+@bp.get("/<int:id>/pass/<token>/file")
 @login_required
-def media_file(id: int):
+def media_file(id: int, token: str | None = None):
     """What the player plays, with HTTP Range support (video seeking), checked on every
     request: the processed MP4 (or .m4a) once ready, else the file as uploaded."""
     item = viewable_media(id)
@@ -160,8 +163,9 @@ def media_original(id: int):
 
 
 @bp.get("/<int:id>/hls/<path:name>")
+@bp.get("/<int:id>/pass/<token>/hls/<path:name>")  # the segments' relative addresses keep it
 @login_required
-def media_hls(id: int, name: str):
+def media_hls(id: int, name: str, token: str | None = None):
     """The master playlist, rung playlists, init and media segments of a ready item."""
     item = viewable_media(id)
     if not (item.is_ready and item.hls_path):
@@ -186,8 +190,9 @@ def _hls_file(folder: Path, name: str) -> Path:
 
 
 @bp.get("/<int:id>/poster")
+@bp.get("/<int:id>/pass/<token>/poster")
 @login_required
-def media_poster(id: int):
+def media_poster(id: int, token: str | None = None):
     """The full-size poster frame of a processed video; else the preview, or the placeholder."""
     item = viewable_media(id)
     if item.is_ready and item.poster_path:
@@ -217,8 +222,9 @@ def _preview_response(item: Media):
 
 
 @bp.get("/<int:id>/captions.vtt")
+@bp.get("/<int:id>/pass/<token>/captions.vtt")
 @login_required
-def media_captions(id: int):
+def media_captions(id: int, token: str | None = None):
     item = viewable_media(id)
     if not item.captions_path:
         abort(404)

@@ -28,6 +28,7 @@ from ..services import (
     deep_linking,
     jobs,
     media,
+    media_pass,
     picker_pass,
     platform_storage,
     platforms,
@@ -231,7 +232,9 @@ def player_context(item: Media) -> dict:
     version = item.renditions_path and hashlib.sha256(item.renditions_path.encode()).hexdigest()
     return {"media": item, "can_manage": access.can_manage_media(current_user, item),
             "report": status_report(item), "poll_seconds": POLL_SECONDS,
-            "version": version[:12] if version else None}
+            "version": version[:12] if version else None,
+            # Where the browser keeps no cookie for the tool, its addresses carry a pass.
+            "token": media_pass.for_page(item.id, current_user)}
 
 
 def status_report(item: Media) -> dict:
