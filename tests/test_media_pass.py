@@ -13,8 +13,8 @@ from lti_tool.models import Media, User, Visibility
 from lti_tool.services import users
 
 from .server import ROOT
-from .test_media import fetch
 from .test_launch_validation import signed_in_user
+from .test_media import fetch
 from .test_platform_storage import fields, new_browser, read_back, storage_login
 from .test_processing import add, clips  # noqa: F401  (fixture)
 
