@@ -161,31 +161,19 @@ def test_a_video_preview_streams_through_hls_and_stops_when_closed(
     the dialog stops the stream."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from lti_tool.services import jobs, processing
-
-    from .test_browser_player import hevc_clip
+    from .test_browser_player import hevc_clip, play_muted
+    from .test_processing import processed
 
     clip = tmp_path / "field trip.mov"
     hevc_clip(clip)
-    with open(clip, "rb") as stream:
-        item = media_service.add_media(stream, root=app.config["MEDIA_ROOT"], max_bytes=10**9,
-                                       title="Field trip", owner=make_user("colleague"),
-                                       visibility=Visibility.PUBLIC)
-    job = processing.queue_processing(item)
-    db.session.commit()
-    jobs.dispatch(job)
-    assert jobs.run_waiting() == 1
+    item = processed(app, db, clip, "Field trip", owner=make_user("colleague"),
+                     visibility=Visibility.PUBLIC)
     driver = browser_factory()
     open_picker(driver, site_lms, NARROW)
     find(driver, f"li.card[data-media-id='{item.id}'] .card-title a").click()
     video = WebDriverWait(driver, 10).until(
         lambda d: d.find_elements("css selector", "dialog[open] [data-preview-player] video"))[0]
-    started = driver.execute_async_script("""
-        var done = arguments[arguments.length - 1], video = arguments[0];
-        video.muted = true;
-        video.play().then(function () { done('playing'); }, function (e) { done(String(e)); });
-    """, video)
-    assert started == "playing"
+    assert play_muted(driver, "dialog[open] [data-preview-player] video") == "playing"
     WebDriverWait(driver, 15).until(lambda d: d.execute_script(
         "return arguments[0].currentTime > 0.5", video))
     engine, source = driver.execute_script(

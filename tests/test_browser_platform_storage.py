@@ -80,32 +80,18 @@ def test_a_student_with_cookies_blocked_plays_the_linked_video(
 ):
     """A link to a processed video, launched with every cookie of the tool blocked: its player
     streams through hls.js, each request carrying the media pass."""
-    from lti_tool.services import jobs, processing
-    from lti_tool.services import media as media_service
-
-    from .test_browser_player import hevc_clip, wait_for
+    from .test_browser_player import hevc_clip, play_muted, wait_for
+    from .test_processing import processed
 
     clip = tmp_path / "field trip.mov"
     hevc_clip(clip)
-    with open(clip, "rb") as stream:
-        item = media_service.add_media(stream, root=app.config["MEDIA_ROOT"], max_bytes=10**9,
-                                       title="Field trip", owner=make_user("teacher"),
-                                       visibility=Visibility.PUBLIC)
-    job = processing.queue_processing(item)
-    db.session.commit()
-    jobs.dispatch(job)
-    assert jobs.run_waiting() == 1
+    item = processed(app, db, clip, "Field trip", owner=make_user("teacher"),
+                     visibility=Visibility.PUBLIC)
     site_lms.storage_target = "post_message_forwarding"
     site_lms.browser_custom = {"media_id": str(item.id)}
     driver = open_blocked(browser_factory, site_lms, tool_url)
     wait_for(driver, "return document.querySelector('.player video')")
-    started = driver.execute_async_script("""
-        var done = arguments[arguments.length - 1];
-        var video = document.querySelector('.player video');
-        video.muted = true;
-        video.play().then(function () { done('playing'); }, function (e) { done(String(e)); });
-    """)
-    assert started == "playing"
+    assert play_muted(driver) == "playing"
     wait_for(driver, "return document.querySelector('.player video').currentTime > 1")
     engine = driver.execute_script("return document.querySelector('.player video').dataset.engine")
     assert engine == "hls.js"

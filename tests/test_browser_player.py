@@ -42,6 +42,16 @@ def hevc_clip(path) -> None:
         check=True)
 
 
+def play_muted(driver, selector: str = ".player video") -> str:
+    """Start the video muted (what autoplay rules allow): 'playing', or the refusal."""
+    return driver.execute_async_script("""
+        var done = arguments[arguments.length - 1];
+        var video = document.querySelector(arguments[0]);
+        video.muted = true;
+        video.play().then(function () { done('playing'); }, function (e) { done(String(e)); });
+    """, selector)
+
+
 def wait_for(driver, script: str, seconds: float = 30):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -74,13 +84,7 @@ def test_a_teachers_hevc_upload_is_processed_and_plays_through_hls(
     wait_for(driver, "return document.querySelector('.player video')")
     assert driver.execute_script("return window.sameDocument") is True, "no reload"
     assert "Waiting to be processed" not in driver.find_element(By.TAG_NAME, "body").text
-    started = driver.execute_async_script("""
-        var done = arguments[arguments.length - 1];
-        var video = document.querySelector('.player video');
-        video.muted = true;
-        video.play().then(function () { done('playing'); }, function (e) { done(String(e)); });
-    """)
-    assert started == "playing"
+    assert play_muted(driver) == "playing"
     wait_for(driver, "return document.querySelector('.player video').currentTime > 1")
     engine, source = driver.execute_script(
         "var v = document.querySelector('.player video'); return [v.dataset.engine, v.currentSrc]")

@@ -15,21 +15,15 @@ from lti_tool.services import users
 from .server import ROOT
 from .test_launch_validation import signed_in_user
 from .test_media import fetch
-from .test_platform_storage import fields, new_browser, read_back, storage_login
-from .test_processing import add, clips  # noqa: F401  (fixture)
+from .test_platform_storage import cookieless_launch, new_browser
+from .test_processing import clips, processed  # noqa: F401  (fixture)
 
 
 @pytest.fixture
 def lecture(app, db, clips, make_user):  # noqa: F811
     """A processed video (MP4, HLS, poster) another teacher shares with everyone."""
-    from lti_tool.services import jobs
-
-    item = add(app, db, clips["video"], "Week 1 lecture")
-    item.owner, item.visibility = make_user("teacher"), Visibility.PUBLIC
-    item.captions_path = None
-    db.session.commit()
-    assert jobs.run_waiting() == 1
-    item = db.session.get(Media, item.id, populate_existing=True)
+    item = processed(app, db, clips["video"], "Week 1 lecture", owner=make_user("teacher"),
+                     visibility=Visibility.PUBLIC)
     assert item.is_ready and item.hls_path
     return item
 
@@ -37,11 +31,7 @@ def lecture(app, db, clips, make_user):  # noqa: F811
 def cookieless_player(app, browser, lms, media_id: int):
     """A launch of a link to the item through Platform Storage, in a browser that keeps no
     cookie: a fresh browser and the page."""
-    _, state, nonce = storage_login(browser, lms)
-    elsewhere = new_browser(app)
-    _, page = read_back(elsewhere, lms, state, nonce, custom={"media_id": str(media_id)})
-    done = elsewhere.post("/lti/launch", data=fields(page) | {"lti_storage_state": state})
-    assert done.status_code == 200, done.data[:500]
+    done = cookieless_launch(app, browser, lms, custom={"media_id": str(media_id)})
     return new_browser(app), done.get_data(as_text=True)
 
 

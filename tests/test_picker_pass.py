@@ -14,7 +14,7 @@ from lti_tool.services import users
 from .lms import INSTRUCTOR
 from .test_deep_linking import answer, verify_as_the_platform
 from .test_launch_validation import signed_in_user
-from .test_platform_storage import fields, new_browser, read_back, storage_login
+from .test_platform_storage import cookieless_launch, new_browser
 
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 
@@ -33,12 +33,8 @@ def shelf(db, make_user):
 def cookieless_picker(app, browser, lms):
     """A deep-linking launch through Platform Storage in a browser that keeps no cookie: the
     browser, the picker's address, its pass and the page."""
-    _, state, nonce = storage_login(browser, lms)
-    elsewhere = new_browser(app)
-    _, page = read_back(elsewhere, lms, state, nonce, message_type="LtiDeepLinkingRequest",
-                        roles=[INSTRUCTOR])
-    done = elsewhere.post("/lti/launch", data=fields(page) | {"lti_storage_state": state})
-    assert done.status_code == 200, done.data[:500]
+    done = cookieless_launch(app, browser, lms, message_type="LtiDeepLinkingRequest",
+                             roles=[INSTRUCTOR])
     html = done.get_data(as_text=True)
     action = unescape(re.search(r'<form method="post" action="([^"]+)" class="picker-form"',
                                 html)[1])

@@ -44,6 +44,17 @@ def read_back(browser, lms, state, nonce, target=TARGET, **claims):
     return token, page
 
 
+def cookieless_launch(app, browser, lms, **claims):
+    """A whole Platform Storage launch in a browser that keeps none of the tool's cookies: the
+    login, the read-back page, and the launch it posts again (its response)."""
+    _, state, nonce = storage_login(browser, lms)
+    elsewhere = new_browser(app)
+    _, page = read_back(elsewhere, lms, state, nonce, **claims)
+    done = elsewhere.post("/lti/launch", data=fields(page) | {"lti_storage_state": state})
+    assert done.status_code == 200, done.data[:500]
+    return done
+
+
 def fields(page) -> dict[str, str]:
     html = page.get_data(as_text=True)
     return {name: unescape(value) for name, value in
@@ -100,12 +111,8 @@ def test_a_launch_without_cookie_is_accepted_with_the_state_read_back(app, brows
 
 
 def test_a_deep_linking_launch_lands_on_the_picker(app, browser, lms, db):
-    _, state, nonce = storage_login(browser, lms)
-    elsewhere = new_browser(app)
-    _, page = read_back(elsewhere, lms, state, nonce, message_type="LtiDeepLinkingRequest",
-                        roles=[INSTRUCTOR])
-    done = elsewhere.post("/lti/launch", data=fields(page) | {"lti_storage_state": state})
-    assert done.status_code == 200, done.data[:500]
+    done = cookieless_launch(app, browser, lms, message_type="LtiDeepLinkingRequest",
+                             roles=[INSTRUCTOR])
     assert b"Cancel" in done.data and b'value="cancel"' in done.data
 
 

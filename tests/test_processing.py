@@ -47,6 +47,17 @@ def add(app, db, path: Path, title: str = "Lecture") -> Media:
     return item
 
 
+def processed(app, db, path: Path, title: str, **columns) -> Media:
+    """`add` the file with `columns` set (owner, visibility, ...) and run its processing, as a
+    worker would; the item as it then is."""
+    item = add(app, db, path, title)
+    for name, value in columns.items():
+        setattr(item, name, value)
+    db.session.commit()
+    assert jobs.run_waiting() == 1
+    return db.session.get(Media, item.id, populate_existing=True)
+
+
 def files_under(app, relative: str | None) -> Path:
     return Path(app.config["MEDIA_ROOT"]) / relative
 
