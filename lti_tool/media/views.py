@@ -280,15 +280,13 @@ def picker(launch_id: str):
     multiple = request_.accept_multiple
     answering = passed is None or form.action.data in ("add", "cancel")
     if answering and form.validate_on_submit():
-        secret = current_app.config["SECRET_KEY"]
         try:
             answer = deep_linking.answer(
                 current_user, category, request_, platform,
                 deep_linking.chosen_ids(form.media_ids.data, form.kept_ids.data, multiple),
                 cancel=form.action.data == "cancel",
                 launch_url=url_for("launch.launch", _external=True),
-                preview_url=lambda m: url_for(".media_thumbnail", id=m.id, _external=True,
-                                              token=media.preview_token(m, secret)))
+                preview_url=lambda m: _signed_thumbnail(m, external=True))
         except ValidationError as e:
             error = e.message
         except KeyUnavailableError as e:
@@ -320,7 +318,7 @@ def picker(launch_id: str):
         kept=[i for i in chosen if i not in on_page],
         category=category, scope_labels=SCOPE_LABELS, picker_pass=pass_token,
         new_window=new_window,
-        thumbnails=_token_thumbnails(items) if pass_token else None,
+        thumbnails={m.id: _signed_thumbnail(m) for m in items} if pass_token else None,
         can_upload=category is not None and access.can_upload_to(current_user, category),
     ), (400 if error else 200)
 
@@ -351,11 +349,11 @@ def _picker_pass(passed: picker_pass.PickerPass | None, launch_id: str):
     return token, platform_storage.new_window_url(params)
 
 
-def _token_thumbnails(items: list[Media]) -> dict[int, str]:
-    """Thumbnail addresses that need no session (the ones the LMS gets with the links)."""
-    secret = current_app.config["SECRET_KEY"]
-    return {m.id: url_for(".media_thumbnail", id=m.id, token=media.preview_token(m, secret))
-            for m in items}
+def _signed_thumbnail(item: Media, external: bool = False) -> str:
+    """The item's thumbnail at an address that needs no session: the LMS shows it with the
+    links it gets, and a picker without cookies with its cards."""
+    token = media.preview_token(item, current_app.config["SECRET_KEY"])
+    return url_for(".media_thumbnail", id=item.id, token=token, _external=external)
 
 
 def _key_unavailable(error: KeyUnavailableError, platform):
