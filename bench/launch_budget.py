@@ -25,9 +25,7 @@ import functools
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,8 +35,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_platform import CLIENT_ID, DEPLOYMENT_ID, BenchPlatform, write_rsa_key  # noqa: E402
-from common import delete_redis_keys, fresh_database  # noqa: E402
-from launch_profile import STEPS, make_app, register, round_trip  # noqa: E402
+from launch_profile import (  # noqa: E402
+    STEPS,
+    in_process_run,
+    make_app,
+    register,
+    round_trip,
+)
 
 GOAL_CPU_RATIO = 1.4
 BLOCKS = 4  # alternating blocks per app
@@ -165,42 +168,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="launch-budget-"))
-    prefix = f"launch_budget:{secrets.token_hex(4)}:"
-    platform = BenchPlatform()
-    try:
-        with fresh_database(args.database_url, tmp / "instance" / "lti_tool.sqlite3",
-                            "launch_budget") as url:
-            tool = make_app(url, tmp / "instance", args.redis_url, f"{prefix}tool:")
-            register(tool, platform)
-            base = baseline_app(platform, tmp / "baseline", args.redis_url, prefix)
-            setup = ("PostgreSQL" if args.database_url else "SQLite") + (
-                " + Redis" if args.redis_url else " + file cache")
-            print(f"launch budget: {setup}, {args.launches} round trips per app in "
-                  f"{BLOCKS} alternating blocks, 100 returning students")
-            users = [str(2001 + n) for n in range(100)]
-            for app in (tool, base):  # every student once, then a warm-up
-                measure(app, platform, users + users[:50], Counter())
-            timer = PartTimer()
-            time_parts(timer)
-            tool_steps, base_steps = Counter(), Counter()
-            block = [users[n % len(users)] for n in range(args.launches // BLOCKS)]
-            for _ in range(BLOCKS):
-                timer.active = True
-                measure(tool, platform, block, tool_steps)
-                timer.active = False
-                measure(base, platform, block, base_steps)
-            report(tool_steps, base_steps, timer.seconds, len(block) * BLOCKS)
-            from lti_tool.extensions import db
+    with in_process_run("launch_budget", args.database_url, args.redis_url) as (
+            tmp, url, prefix, platform):
+        tool = make_app(url, tmp / "instance", args.redis_url, f"{prefix}tool:")
+        register(tool, platform)
+        base = baseline_app(platform, tmp / "baseline", args.redis_url, prefix)
+        setup = ("PostgreSQL" if args.database_url else "SQLite") + (
+            " + Redis" if args.redis_url else " + file cache")
+        print(f"launch budget: {setup}, {args.launches} round trips per app in "
+              f"{BLOCKS} alternating blocks, 100 returning students")
+        users = [str(2001 + n) for n in range(100)]
+        for app in (tool, base):  # every student once, then a warm-up
+            measure(app, platform, users + users[:50], Counter())
+        timer = PartTimer()
+        time_parts(timer)
+        tool_steps, base_steps = Counter(), Counter()
+        block = [users[n % len(users)] for n in range(args.launches // BLOCKS)]
+        for _ in range(BLOCKS):
+            timer.active = True
+            measure(tool, platform, block, tool_steps)
+            timer.active = False
+            measure(base, platform, block, base_steps)
+        report(tool_steps, base_steps, timer.seconds, len(block) * BLOCKS)
+        from lti_tool.extensions import db
 
-            with tool.app_context():
-                db.session.remove()
-                db.engine.dispose()
-    finally:
-        platform.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if args.redis_url:
-            delete_redis_keys(args.redis_url, prefix)
+        with tool.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -354,21 +354,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="launch-profile-"))
-    prefix = f"launch_profile:{secrets.token_hex(4)}:"
+@contextlib.contextmanager
+def in_process_run(name: str, database_url: str | None,
+                   redis_url: str | None) -> Iterator[tuple[Path, str, str, BenchPlatform]]:
+    """A temporary folder, a database (SQLite in the folder, or a fresh PostgreSQL one), a Redis
+    key prefix and the test platform for one in-process run; all removed at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name.replace('_', '-')}-"))
+    prefix = f"{name}:{secrets.token_hex(4)}:"
     platform = BenchPlatform()
     try:
-        with fresh_database(args.database_url, tmp / "instance" / "lti_tool.sqlite3",
-                            "launch_profile") as url:
-            run(args, tmp / "instance", url, prefix, platform)
+        with fresh_database(database_url, tmp / "instance" / "lti_tool.sqlite3", name) as url:
+            yield tmp, url, prefix, platform
     finally:
         platform.close()
         shutil.rmtree(tmp, ignore_errors=True)
-        if args.redis_url:
+        if redis_url:
             with contextlib.suppress(Exception):
-                delete_redis_keys(args.redis_url, prefix)
+                delete_redis_keys(redis_url, prefix)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with in_process_run("launch_profile", args.database_url, args.redis_url) as (
+            tmp, url, prefix, platform):
+        run(args, tmp / "instance", url, prefix, platform)
 
 
 def run(args: argparse.Namespace, instance: Path, url: str, prefix: str,
